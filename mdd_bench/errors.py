@@ -1,0 +1,21 @@
+"""User-facing errors: one line that names the problem and the fix, never a traceback."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MddError(Exception):
+    """An error caused by the user's input or environment; the CLI prints it as one line."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    choices = sorted(choices)
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"{hint} Known: {', '.join(choices)}."
+
+
+def unknown(kind: str, name: str, choices: Iterable[str]) -> MddError:
+    return MddError(f"Unknown {kind} '{name}'.{did_you_mean(name, choices)}")

@@ -43,6 +43,10 @@ class ImageSpec:
     # "imagenet": timm's published weights; "anchor": mdd-bench's offline classification pretraining;
     # "none": random init.
     pretrained: str = "anchor"
+    # The "anchor" pretraining: a generated shape x colour classification corpus disjoint from `shapes`.
+    anchor_images: int = 8000
+    anchor_epochs: int = 4
+    anchor_seed: int = 1000
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ class EvalSpec:
     lr_decay: float = 0.1
     batch_size: int = 128
     repetitions: int = 5
+    # The full-data upper bound trains on every training pair, so it needs far fewer epochs.
+    full_data_epochs: int = 10
+    full_data_repetitions: int = 3
 
 
 @dataclass(frozen=True)
@@ -125,9 +132,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     names = {f.name: f for f in dataclasses.fields(cls)}
     extra = sorted(set(values) - set(names))
     if extra:
-        raise MddError(
-            f"{where}: unknown key '{extra[0]}'. Allowed keys: {', '.join(sorted(names))}."
-        )
+        raise MddError(f"{where}: unknown key '{extra[0]}'. Allowed keys: {', '.join(sorted(names))}.")
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key == "shapes":

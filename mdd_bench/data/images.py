@@ -31,9 +31,7 @@ def read_image(path: Path, resolution: int) -> np.ndarray:
             f"Image file '{path}' is missing. Check --data-root points at the dataset's images."
         ) from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise MddError(
-            f"Image file '{path}' cannot be read ({exc}). Re-download or remove it."
-        ) from None
+        raise MddError(f"Image file '{path}' cannot be read ({exc}). Re-download or remove it.") from None
 
 
 class ImageStore:
@@ -87,9 +85,7 @@ class LazyImages(ImageStore):
         return torch.from_numpy(np.stack(arrays))
 
 
-def decode_all(
-    count: int, read: Callable[[int], np.ndarray], resolution: int, desc: str
-) -> np.ndarray:
+def decode_all(count: int, read: Callable[[int], np.ndarray], resolution: int, desc: str) -> np.ndarray:
     out = np.empty((count, 3, resolution, resolution), dtype=np.uint8)
     for i in tqdm(range(count), desc=desc, unit="img", disable=count < 500, leave=False):
         out[i] = read(i)
@@ -99,15 +95,14 @@ def decode_all(
 def cached_pixels(
     key_parts: object, count: int, read: Callable[[int], np.ndarray], resolution: int, desc: str
 ) -> ImageStore:
-    """Decode once into a content-addressed `.npy`; later loads are a memory map."""
+    """Decode once into a content-addressed `.npy`; later loads read that one file."""
     if count * 3 * resolution * resolution > MAX_CACHED_BYTES:
         return LazyImages(count, read, resolution)
     path = cache_dir("images") / f"{stable_hash([key_parts, resolution, count])}.npy"
     if not path.exists():
         pixels = decode_all(count, read, resolution, desc)
         atomic_save_npy(path, pixels)
-    pixels = np.load(path, mmap_mode="r")
-    return TensorImages(torch.from_numpy(np.ascontiguousarray(pixels)))
+    return TensorImages(torch.from_numpy(np.load(path)))
 
 
 def file_images(paths: Sequence[Path], resolution: int, desc: str = "images") -> ImageStore:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,15 @@ class PairDataset:
     @property
     def test(self) -> Split:
         return self.splits["test"]
+
+    def fingerprint(self) -> str:
+        """Identifies the content (captions, pairing, image names), so caches follow the data."""
+        digest = hashlib.sha256(f"{self.name}|{self.resolution}".encode())
+        for name in sorted(self.splits):
+            split = self.splits[name]
+            digest.update(json.dumps([name, split.captions, split.image_names]).encode())
+            digest.update(split.caption_image.tobytes())
+        return digest.hexdigest()[:16]
 
     def summary(self) -> dict[str, Any]:
         rows: dict[str, Any] = {"dataset": self.name, "layout": self.layout, "root": str(self.root)}

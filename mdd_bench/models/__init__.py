@@ -1,0 +1,13 @@
+"""Encoders: timm image backbones (pooled features) and frozen transformers text encoders."""
+
+from .image import create_image_encoder, image_feature_dim, list_image_encoders
+from .text import TextEncoder, create_text_encoder, list_text_encoders
+
+__all__ = [
+    "TextEncoder",
+    "create_image_encoder",
+    "create_text_encoder",
+    "image_feature_dim",
+    "list_image_encoders",
+    "list_text_encoders",
+]

@@ -1,0 +1,193 @@
+"""The `mdd-bench` command: one small function per verb."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from . import __version__
+from .errors import MddError
+from .protocol import list_protocols, load_protocol
+
+
+class Group(click.Group):
+    """Turns MddError into click's one-line `Error: ...` and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MddError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+protocol_option = click.option(
+    "--protocol",
+    default="cpu",
+    show_default=True,
+    help="Packaged protocol name (smoke, cpu, paper) or path of a TOML file.",
+)
+data_root_option = click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder holding the dataset (images + annotations). Default: $MDD_BENCH_DATA/<dataset>.",
+)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mdd-bench")
+def cli() -> None:
+    """mdd-bench: multimodal dataset distillation, benchmarked under identical budgets."""
+
+
+@cli.group(cls=Group, name="list")
+def list_group() -> None:
+    """Show what exists: protocols, datasets, encoders."""
+
+
+@list_group.command("protocols")
+def list_protocols_cmd() -> None:
+    rows = []
+    for name in list_protocols():
+        p = load_protocol(name)
+        rows.append([name, p.data.dataset, p.image.source, p.text.source, p.description])
+    click.echo(tabulate(rows, headers=["protocol", "dataset", "image", "text", "description"]))
+
+
+@list_group.command("datasets")
+def list_datasets_cmd() -> None:
+    from .data import list_datasets
+
+    click.echo(tabulate(list(list_datasets().items()), headers=["dataset", "description"]))
+
+
+@list_group.command("encoders")
+def list_encoders_cmd() -> None:
+    from .models import list_image_encoders, list_text_encoders
+
+    click.echo("image: " + ", ".join(list_image_encoders()))
+    click.echo("text:  " + ", ".join(list_text_encoders()))
+
+
+@cli.group(cls=Group)
+def data() -> None:
+    """Prepare and check datasets."""
+
+
+@data.command("prepare")
+@click.argument("name")
+@protocol_option
+@data_root_option
+def data_prepare(name: str, protocol: str, data_root: Path | None) -> None:
+    """Generate (shapes), cache the images and embed every caption of dataset NAME."""
+    from .data.prepare import prepare
+
+    proto = load_protocol(protocol).with_dataset(name)
+    report = prepare(name, proto, data_root)
+    summary = report.dataset.summary()
+    rows = [[s, summary[s]["images"], summary[s]["captions"]] for s in report.dataset.splits]
+    click.echo(tabulate(rows, headers=["split", "images", "captions"]))
+    click.echo(f"data: {summary['root']}  resolution: {proto.data.resolution}")
+    for stage, secs in report.seconds.items():
+        click.echo(f"  {stage:<24} {secs:7.1f} s")
+    click.echo(f"prepared {name} in {report.total_seconds:.1f} s")
+
+
+@data.command("check")
+@click.option("--dataset", "name", required=True, help="Dataset name (see `mdd-bench list datasets`).")
+@protocol_option
+@data_root_option
+def data_check(name: str, protocol: str, data_root: Path | None) -> None:
+    """Validate a dataset folder: layout, counts and every image file."""
+    from .data import load_dataset
+    from .data.check import check_dataset
+
+    proto = load_protocol(protocol).with_dataset(name)
+    dataset = load_dataset(name, proto, data_root, decode=False)
+    report = check_dataset(dataset)
+    rows = []
+    for split in dataset.splits:
+        s = report[split]
+        rows.append([split, s["images"], s["captions"], "-".join(map(str, s["captions_per_image"]))])
+    click.echo(f"{name} ({dataset.layout} layout) at {dataset.root}")
+    click.echo(tabulate(rows, headers=["split", "images", "captions", "captions/image"]))
+    problems = report["problems"]
+    if problems:
+        for problem in problems[:20]:
+            click.echo(f"  problem: {problem}", err=True)
+        more = " (first 20 shown)" if len(problems) > 20 else ""
+        raise MddError(f"{len(problems)} problem(s) found in {name}{more}. Fix or remove those files.")
+    click.echo("ok: every annotation entry and image is readable")
+
+
+def _metrics_table(rows: list[tuple[str, str, dict, dict]]) -> str:
+    from .metrics import METRICS
+
+    cols = [*METRICS, "mean"]
+    body = [[img, txt, *[f"{mean[c]:.1f} ± {std[c]:.1f}" for c in cols]] for img, txt, mean, std in rows]
+    return tabulate(body, headers=["image", "text", *cols])
+
+
+@cli.command("eval")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@protocol_option
+@click.option("--dataset", default=None, help="Dataset (default: the protocol's).")
+@data_root_option
+@click.option("--archs", type=click.Choice(["source", "all"]), default="source", show_default=True)
+@click.option("--track", type=click.Choice(["hard", "native"]), default="hard", show_default=True)
+@click.option("--repetitions", type=int, default=None, help="Default: the protocol's.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--full-data", is_flag=True, help="Run (or show) the full-data upper bound.")
+@click.option("--random", "random_budget", type=int, default=None, help="Evaluate N random pairs.")
+def eval_cmd(
+    path: Path | None,
+    protocol: str,
+    dataset: str | None,
+    data_root: Path | None,
+    archs: str,
+    track: str,
+    repetitions: int | None,
+    seed: int,
+    full_data: bool,
+    random_budget: int | None,
+) -> None:
+    """Train fresh retrieval models on the distilled set at PATH and report test retrieval."""
+    from .data import load_dataset
+    from .distilled import DistilledSet
+    from .evaluate import Evaluator, random_pairs
+    from .references import full_data_reference
+
+    if sum([path is not None, full_data, random_budget is not None]) != 1:
+        raise MddError("Give exactly one of: a distilled-set PATH, --full-data, or --random N.")
+    proto = load_protocol(protocol)
+    proto = proto.with_dataset(dataset) if dataset else proto
+    ds = load_dataset(proto.data.dataset, proto, data_root)
+    evaluator = Evaluator(proto, ds)
+    if full_data:
+        ref = full_data_reference(evaluator)
+        r = ref.result
+        click.echo(f"full-data upper bound: {r['pairs']} pairs, {len(r['runs'])} repetitions")
+        click.echo(_metrics_table([(r["image_encoder"], r["text_encoder"], r["mean"], r["std"])]))
+        return
+    if random_budget is not None:
+        distilled = random_pairs(ds, evaluator.text_embeddings("train"), proto, random_budget, seed)
+    else:
+        distilled = DistilledSet.load(path)
+    result = evaluator.evaluate(distilled, archs, track, repetitions, seed)
+    used = ", ".join(result.extras_used) or "none"
+    click.echo(f"track: {track}  extras used: {used}  protocol: {proto.name}  test split")
+    rows = [
+        (a.image_encoder + ("*" if a.source else ""), a.text_encoder, a.mean, a.std) for a in result.archs
+    ]
+    click.echo(_metrics_table(rows))
+
+
+def main() -> None:
+    cli(prog_name="mdd-bench")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Frozen caption embeddings, computed once per (captions, encoder, settings) and cached as .npy.
+
+Cache key: sha256 of the raw captions list, the encoder name, the encoder's fingerprint (sha256 of
+its weights, see `TextEncoder.fingerprint`), max_length, pooling and PREPROCESS_VERSION.
+
+Hashing weights needs the model in memory, yet a hit must not load it. So the fingerprint is
+remembered on disk under a *stamp* of the model's files (path, size and mtime of the weights,
+config and vocabulary): a lookup by name stats a few files and reads one small text file
+(milliseconds). Rewriting a weight file changes its stamp, the fingerprint is then unknown, the
+model is loaded and re-hashed, and the key changes only if the weights really did. On a miss the
+key is always recomputed from the loaded model's own fingerprint, so a stale stamp cannot mislabel
+an entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..cache import atomic_save_npy, cache_dir, stable_hash
+from ..errors import MddError
+from .captions import pre_caption
+
+if TYPE_CHECKING:
+    from ..models.text import TextEncoder
+    from ..protocol import TextSpec
+    from .pairs import PairDataset
+
+# Bump when pre_caption or the pooling code changes what an embedding means.
+PREPROCESS_VERSION = 1
+POOLINGS = ("cls",)
+
+
+class _LazyEncoder:
+    """Loads the encoder only when a split actually misses the cache, and at most once."""
+
+    def __init__(self, name: str, max_length: int, encoder: TextEncoder | None = None):
+        self.name, self.max_length, self.encoder = name, max_length, encoder
+
+    def get(self) -> TextEncoder:
+        if self.encoder is None:
+            from ..models.text import create_text_encoder
+
+            self.encoder = create_text_encoder(self.name, max_length=self.max_length)
+        return self.encoder
+
+    def fingerprint(self) -> str:
+        if self.encoder is None:
+            from ..models.text import known_fingerprint
+
+            known = known_fingerprint(self.name)
+            if known is not None:
+                return known
+        return self.get().fingerprint
+
+
+def captions_sha256(captions: list[str]) -> str:
+    return hashlib.sha256(json.dumps(list(captions), ensure_ascii=False).encode()).hexdigest()
+
+
+def _cache_path(captions: list[str], lazy: _LazyEncoder, fingerprint: str, pooling: str) -> Path:
+    key = stable_hash(
+        {
+            "captions": captions_sha256(captions),
+            "encoder": lazy.name,
+            "fingerprint": fingerprint,
+            "max_length": lazy.max_length,
+            "pooling": pooling,
+            "preprocess": PREPROCESS_VERSION,
+        },
+        length=24,
+    )
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(lazy.name).name)[:40]
+    return cache_dir("text") / f"{label}-{key}.npy"
+
+
+def _read(path: Path, rows: int) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, mmap_mode=None)
+    except (OSError, ValueError, EOFError):
+        return None
+    return array if array.ndim == 2 and array.shape[0] == rows else None
+
+
+def _embed_cached(captions: list[str], lazy: _LazyEncoder, pooling: str, batch_size: int) -> np.ndarray:
+    if pooling not in POOLINGS:
+        raise MddError(f"Text pooling '{pooling}' is not supported. Supported: {', '.join(POOLINGS)}.")
+    captions = list(captions)
+    hit = _read(_cache_path(captions, lazy, lazy.fingerprint(), pooling), len(captions))
+    if hit is not None:
+        return hit
+    encoder = lazy.get()
+    # Templated corpora repeat captions a lot: embed each distinct text once, then scatter back.
+    unique, inverse = np.unique([pre_caption(c) for c in captions], return_inverse=True)
+    vectors = encoder.embed(
+        unique.tolist(),
+        batch_size=batch_size,
+        progress=len(unique) > batch_size,
+        max_length=lazy.max_length,
+    )
+    out = vectors[inverse.reshape(-1)] if len(captions) else vectors[:0]
+    atomic_save_npy(_cache_path(captions, lazy, encoder.fingerprint, pooling), out)
+    return out
+
+
+def caption_embeddings(
+    captions: list[str],
+    encoder_name: str,
+    max_length: int,
+    pooling: str = "cls",
+    batch_size: int = 256,
+    encoder: TextEncoder | None = None,
+) -> np.ndarray:
+    """float32 `[len(captions), dim]`: the encoder's [CLS] vector of each `pre_caption(c)`.
+
+    Pass `encoder` to reuse a loaded model; otherwise it is loaded only on a cache miss.
+    """
+    lazy = _LazyEncoder(encoder_name, max_length, encoder)
+    return _embed_cached(captions, lazy, pooling, batch_size)
+
+
+def split_embeddings(
+    dataset: PairDataset,
+    text_spec: TextSpec,
+    encoder_name: str | None = None,
+    splits: tuple[str, ...] | None = None,
+) -> dict[str, np.ndarray]:
+    """Embeddings of the captions of `splits` (default all); the encoder defaults to the source."""
+    lazy = _LazyEncoder(encoder_name or text_spec.source, text_spec.max_length)
+    return {
+        name: _embed_cached(split.captions, lazy, text_spec.pooling, text_spec.batch_size)
+        for name, split in dataset.splits.items()
+        if splits is None or name in splits
+    }

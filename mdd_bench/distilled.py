@@ -1,0 +1,104 @@
+"""`DistilledSet`: what every method returns and the evaluator trains on.
+
+Stored as safetensors (tensors) plus a JSON sidecar (provenance); loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .cache import atomic_write, atomic_write_json
+from .errors import MddError
+
+# Optional tensors a method may ship (its "native" evaluation uses them):
+#   similarity            full learned similarity matrix [N, N] (LoRS full)
+#   sim_diag, sim_left, sim_right, sim_alpha
+#                         low-rank similarity diag(a) + alpha / r * L R^T (LoRS low-rank)
+#   lr_img, lr_txt        learned evaluation step sizes (MTT-VL, TESLA, LoRS)
+EXTRA_KEYS = ("similarity", "sim_diag", "sim_left", "sim_right", "sim_alpha", "lr_img", "lr_txt")
+
+
+@dataclass
+class DistilledSet:
+    images: torch.Tensor  # float [N, 3, R, R] in the protocol's normalised pixel space
+    texts: torch.Tensor  # float [N, D] in the source text encoder's embedding space
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.texts.ndim != 2:
+            raise ValueError("images must be [N, 3, R, R] and texts [N, D]")
+        if self.images.shape[0] != self.texts.shape[0]:
+            raise ValueError(
+                f"{self.images.shape[0]} images but {self.texts.shape[0]} texts: pairs must match"
+            )
+        unknown = sorted(set(self.extras) - set(EXTRA_KEYS))
+        if unknown:
+            raise ValueError(f"unknown extra '{unknown[0]}'; allowed: {', '.join(EXTRA_KEYS)}")
+        low_rank = {"sim_diag", "sim_left", "sim_right", "sim_alpha"}
+        if low_rank & set(self.extras) and not low_rank <= set(self.extras):
+            raise ValueError("a low-rank similarity needs sim_diag, sim_left, sim_right and sim_alpha")
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def storage_bytes(self) -> int:
+        """Bytes of everything a user must store to reuse this set (pixels, texts and extras)."""
+        tensors = [self.images, self.texts, *self.extras.values()]
+        return int(sum(t.numel() * t.element_size() for t in tensors))
+
+    def similarity(self) -> torch.Tensor | None:
+        """The learned N x N similarity target, or None when the method learned none."""
+        if "similarity" in self.extras:
+            return self.extras["similarity"]
+        if "sim_diag" in self.extras:
+            left, right = self.extras["sim_left"], self.extras["sim_right"]
+            alpha = float(self.extras["sim_alpha"])
+            return torch.diag(self.extras["sim_diag"]) + alpha / left.shape[1] * left @ right.T
+        return None
+
+    def learned_lrs(self) -> tuple[float, float] | None:
+        if "lr_img" in self.extras and "lr_txt" in self.extras:
+            return float(self.extras["lr_img"]), float(self.extras["lr_txt"])
+        return None
+
+    # ------------------------------------------------------------------ storage
+
+    def save(self, path: str | Path) -> Path:
+        """Write `<path>.safetensors` and `<path>.json`; returns the safetensors path."""
+        base = _base(path)
+        tensors = {"images": self.images, "texts": self.texts, **self.extras}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        tensor_path = base.with_suffix(".safetensors")
+        atomic_write(tensor_path, lambda p: save_file(tensors, str(p)))
+        sidecar = {"provenance": self.provenance, "extras": sorted(self.extras), "size": self.size}
+        atomic_write_json(base.with_suffix(".json"), sidecar)
+        return tensor_path
+
+    @classmethod
+    def load(cls, path: str | Path) -> DistilledSet:
+        base = _base(path)
+        tensor_path, sidecar_path = base.with_suffix(".safetensors"), base.with_suffix(".json")
+        for p in (tensor_path, sidecar_path):
+            if not p.is_file():
+                raise MddError(f"Distilled set file '{p}' is missing. Pass the path of a saved set.")
+        try:
+            tensors = load_file(str(tensor_path))
+            sidecar = json.loads(sidecar_path.read_text())
+        except Exception as exc:  # safetensors, JSON and OS errors alike
+            raise MddError(f"Distilled set '{base}' cannot be read ({exc}).") from None
+        images, texts = tensors.pop("images"), tensors.pop("texts")
+        return cls(images, texts, tensors, sidecar.get("provenance", {}))
+
+
+def _base(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in {".safetensors", ".json"} else path

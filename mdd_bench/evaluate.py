@@ -1,0 +1,202 @@
+"""The yardstick: train fresh retrieval models on a DistilledSet and score them on the test split.
+
+Two tracks. `hard`: identity targets, InfoNCE, the protocol's learning rates, extras ignored (data
+quality alone). `native`: the method's own extras (learned similarity with its loss, learned step
+sizes). Every result says which extras it used. Selection happens on val only; the reported number is
+the final epoch on test (the references pick the best of many test evaluations; we do not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .anchors import pretrained_image_encoder
+from .data.pairs import PairDataset
+from .data.text_features import split_embeddings
+from .distilled import DistilledSet
+from .errors import MddError
+from .metrics import retrieval_metrics
+from .models.dual import DualEncoder
+from .protocol import Protocol
+from .training import Recipe, TensorPairs, embed_images, embed_texts, fresh_model, train_dual
+
+TRACKS = ("hard", "native")
+
+
+@dataclass
+class ArchResult:
+    image_encoder: str
+    text_encoder: str
+    seeds: list[int]
+    runs: list[dict[str, float]]
+    source: bool = False
+
+    @property
+    def mean(self) -> dict[str, float]:
+        return {k: float(np.mean([r[k] for r in self.runs])) for k in self.runs[0]}
+
+    @property
+    def std(self) -> dict[str, float]:
+        return {k: float(np.std([r[k] for r in self.runs])) for k in self.runs[0]}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(asdict(self), mean=self.mean, std=self.std)
+
+
+@dataclass
+class EvalResult:
+    track: str
+    split: str
+    extras_used: list[str]
+    recipe: dict[str, Any]
+    archs: list[ArchResult] = field(default_factory=list)
+
+    def source(self) -> ArchResult:
+        return next(a for a in self.archs if a.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["archs"] = [a.to_dict() for a in self.archs]
+        return out
+
+
+def arch_grid(protocol: Protocol, archs: str) -> list[tuple[str, str]]:
+    """(image encoder, text encoder) pairs; the source pair first."""
+    if archs not in ("source", "all"):
+        raise MddError(f"Unknown --archs '{archs}'. Use 'source' or 'all'.")
+    images = [protocol.image.source] + (list(protocol.image.unseen) if archs == "all" else [])
+    texts = [protocol.text.source] + (list(protocol.text.unseen) if archs == "all" else [])
+    return [(i, t) for t in texts for i in images]
+
+
+class Evaluator:
+    """Evaluates distilled sets of one dataset under one protocol; caches text embeddings."""
+
+    def __init__(self, protocol: Protocol, dataset: PairDataset, progress: bool = True) -> None:
+        self.protocol = protocol
+        self.dataset = dataset
+        self.progress = progress
+        self._text: dict[tuple[str, str], np.ndarray] = {}
+
+    def text_embeddings(self, split: str, encoder: str | None = None) -> np.ndarray:
+        encoder = encoder or self.protocol.text.source
+        key = (split, encoder)
+        if key not in self._text:
+            embs = split_embeddings(self.dataset, self.protocol.text, encoder, splits=(split,))
+            self._text[key] = embs[split]
+        return self._text[key]
+
+    # ------------------------------------------------------------------ pieces
+
+    def recipe_for(self, distilled: DistilledSet, track: str) -> tuple[Recipe, list[str]]:
+        if track not in TRACKS:
+            raise MddError(f"Unknown track '{track}'. Use one of: {', '.join(TRACKS)}.")
+        recipe = Recipe.from_eval(self.protocol)
+        used: list[str] = []
+        if track == "native":
+            lrs = distilled.learned_lrs()
+            if lrs is not None:
+                recipe = Recipe.from_eval(self.protocol, lr_img=lrs[0], lr_txt=lrs[1])
+                used.append("learned_lr")
+            if distilled.similarity() is not None:
+                used.append("similarity")
+            loss = distilled.provenance.get("eval_loss", "infonce")
+            if loss != "infonce":
+                recipe = Recipe(**{**asdict(recipe), "loss": loss})
+                used.append(f"loss:{loss}")
+        return recipe, used
+
+    def score(self, model: DualEncoder, split: str, text_encoder: str | None = None) -> dict[str, float]:
+        part = self.dataset.splits[split]
+        image_emb = embed_images(model, part, self.protocol)
+        text_emb = embed_texts(model, self.text_embeddings(split, text_encoder))
+        return retrieval_metrics(image_emb, text_emb, part.caption_image)
+
+    def train_on(
+        self,
+        distilled: DistilledSet,
+        image_encoder: str,
+        seed: int,
+        track: str = "hard",
+    ) -> DualEncoder:
+        recipe, used = self.recipe_for(distilled, track)
+        similarity = distilled.similarity() if "similarity" in used else None
+        model = fresh_model(
+            pretrained_image_encoder(image_encoder, self.protocol, self.progress),
+            distilled.texts.shape[1],
+            self.protocol,
+            seed,
+        )
+        source = TensorPairs(distilled.images.detach(), distilled.texts.detach())
+        return train_dual(model, source, recipe, seed, similarity, desc=f"eval {image_encoder}")
+
+    # ------------------------------------------------------------------ front door
+
+    def evaluate(
+        self,
+        distilled: DistilledSet,
+        archs: str = "source",
+        track: str = "hard",
+        repetitions: int | None = None,
+        seed: int = 0,
+        split: str = "test",
+    ) -> EvalResult:
+        """Train `repetitions` fresh models per architecture pair and score each on `split`."""
+        self._check_compatible(distilled)
+        reps = repetitions or self.protocol.eval.repetitions
+        recipe, used = self.recipe_for(distilled, track)
+        result = EvalResult(track, split, used, asdict(recipe))
+        for image_encoder, text_encoder in arch_grid(self.protocol, archs):
+            seeds = [seed * 1000 + r for r in range(reps)]
+            runs = []
+            for s in seeds:
+                model = self.train_on(distilled, image_encoder, s, track)
+                self._check_text_dim(distilled, text_encoder, split)
+                runs.append(self.score(model, split, text_encoder))
+            is_source = (image_encoder, text_encoder) == (
+                self.protocol.image.source,
+                self.protocol.text.source,
+            )
+            result.archs.append(ArchResult(image_encoder, text_encoder, seeds, runs, is_source))
+        return result
+
+    def _check_compatible(self, distilled: DistilledSet) -> None:
+        res = self.protocol.data.resolution
+        if tuple(distilled.images.shape[1:]) != (3, res, res):
+            raise MddError(
+                f"Distilled images are {tuple(distilled.images.shape[1:])} but protocol "
+                f"'{self.protocol.name}' uses 3x{res}x{res}. Evaluate under the protocol it was made for."
+            )
+
+    def _check_text_dim(self, distilled: DistilledSet, text_encoder: str, split: str) -> None:
+        dim = self.text_embeddings(split, text_encoder).shape[1]
+        if dim != distilled.texts.shape[1]:
+            raise MddError(
+                f"Text encoder '{text_encoder}' gives {dim}-d embeddings but the distilled texts are "
+                f"{distilled.texts.shape[1]}-d. Cross-architecture text encoders must share the "
+                "source encoder's dimension."
+            )
+
+
+def random_pairs(
+    dataset: PairDataset, text_emb: np.ndarray, protocol: Protocol, budget: int, seed: int
+) -> DistilledSet:
+    """N real training pairs drawn uniformly without replacement: the weakest sensible baseline."""
+    from .training import normaliser
+
+    train = dataset.train
+    if budget > train.num_captions:
+        raise MddError(
+            f"Budget {budget} is larger than the {train.num_captions} training pairs of "
+            f"{dataset.name}. Use a smaller --budgets value."
+        )
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(train.num_captions, size=budget, replace=False))
+    images = normaliser(protocol)(train.images.get(train.caption_image[idx]))
+    texts = torch.from_numpy(np.asarray(text_emb[idx], dtype=np.float32))
+    provenance = {"method": "random", "budget": budget, "seed": seed, "real_indices": idx.tolist()}
+    return DistilledSet(images, texts, {}, provenance)

@@ -1,0 +1,135 @@
+"""Reference runs, cached per protocol and dataset: the full-data upper bound.
+
+Its first repetition's trained model is kept: later issues use it as the feature model of the
+herding and k-center baselines, and the forgetting statistics recorded while it trains (per-pair
+correctness against a fixed gallery, every epoch) rank pairs for the forgetting baseline.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .anchors import pretrained_image_encoder
+from .cache import atomic_save_npy, atomic_write, atomic_write_json, cache_dir, stable_hash
+from .data.pairs import Split
+from .evaluate import ArchResult, Evaluator
+from .models.dual import DualEncoder
+from .training import RealPairs, Recipe, embed_images, embed_texts, fresh_model, train_dual
+
+REFERENCE_VERSION = 1
+GALLERY_SIZE = 1023
+
+
+class ForgettingRecorder:
+    """Per-pair correctness after every epoch, scored against one fixed random gallery.
+
+    Pair i is correct when its image ranks its own caption above every gallery caption and its
+    caption ranks its own image above every gallery image (both directions, top-1). Gallery entries
+    showing the same image as i are skipped: they are not negatives. In-batch correctness would
+    depend on the random batch; a fixed gallery makes flips comparable across epochs.
+    """
+
+    def __init__(self, split: Split, text_emb: np.ndarray, protocol, seed: int) -> None:
+        self.split, self.text_emb, self.protocol = split, text_emb, protocol
+        n = split.num_captions
+        rng = np.random.default_rng(seed)
+        self.gallery = np.sort(rng.choice(n, size=min(GALLERY_SIZE, n - 1), replace=False))
+        self.history: list[np.ndarray] = []
+
+    @torch.no_grad()
+    def __call__(self, epoch: int, model: DualEncoder) -> None:
+        images = embed_images(model, self.split, self.protocol)
+        texts = embed_texts(model, self.text_emb)
+        owner = torch.from_numpy(self.split.caption_image)
+        pair_img = images[owner]
+        own = (pair_img * texts).sum(1)
+        g_img, g_txt, g_owner = pair_img[self.gallery], texts[self.gallery], owner[self.gallery]
+        correct = np.empty(len(owner), dtype=bool)
+        for s in range(0, len(owner), 2048):
+            same = owner[s : s + 2048, None] == g_owner[None, :]
+            i2t = (pair_img[s : s + 2048] @ g_txt.T).masked_fill(same, float("-inf")).amax(1)
+            t2i = (texts[s : s + 2048] @ g_img.T).masked_fill(same, float("-inf")).amax(1)
+            ok = (own[s : s + 2048] > i2t) & (own[s : s + 2048] > t2i)
+            correct[s : s + 2048] = ok.numpy()
+        self.history.append(correct)
+
+    def matrix(self) -> np.ndarray:
+        """bool [epochs, pairs]."""
+        return np.stack(self.history) if self.history else np.zeros((0, 0), dtype=bool)
+
+
+def forgetting_counts(correct: np.ndarray) -> np.ndarray:
+    """Toneva et al.: learned-then-forgotten transitions per pair; never learned counts as +inf."""
+    flips = (correct[:-1] & ~correct[1:]).sum(0).astype(np.float64)
+    flips[~correct.any(0)] = np.inf
+    return flips
+
+
+@dataclass
+class FullDataReference:
+    folder: Path
+    result: dict[str, Any]
+
+    @property
+    def model_path(self) -> Path:
+        return self.folder / "model.safetensors"
+
+    @property
+    def forgetting_path(self) -> Path:
+        return self.folder / "forgetting.npy"
+
+    def correctness(self) -> np.ndarray:
+        return np.load(self.forgetting_path)
+
+    def load_model(self, evaluator: Evaluator) -> DualEncoder:
+        protocol = evaluator.protocol
+        text_dim = evaluator.text_embeddings("train").shape[1]
+        encoder = pretrained_image_encoder(protocol.image.source, protocol, progress=False)
+        model = fresh_model(encoder, text_dim, protocol, seed=0)
+        model.load_state_dict(load_file(str(self.model_path)))
+        return model.eval()
+
+
+def reference_folder(evaluator: Evaluator) -> Path:
+    p, ds = evaluator.protocol, evaluator.dataset
+    key = stable_hash([p.hash, ds.fingerprint(), REFERENCE_VERSION])
+    return cache_dir("references") / f"{p.name}-{ds.name}-{key}"
+
+
+def full_data_reference(evaluator: Evaluator, progress: bool = True) -> FullDataReference:
+    """Train on every training pair with the evaluation recipe (full_data_epochs), R repetitions."""
+    folder = reference_folder(evaluator)
+    result_path = folder / "result.json"
+    if result_path.exists():
+        return FullDataReference(folder, json.loads(result_path.read_text()))
+    protocol, dataset = evaluator.protocol, evaluator.dataset
+    train_emb = evaluator.text_embeddings("train")
+    source = RealPairs(dataset.train, train_emb, protocol)
+    recipe = Recipe.from_eval(
+        protocol,
+        epochs=protocol.eval.full_data_epochs,
+        lr_decay_epoch=protocol.eval.full_data_epochs // 2 + 1,
+    )
+    seeds = list(range(protocol.eval.full_data_repetitions))
+    runs = []
+    for seed in seeds:
+        encoder = pretrained_image_encoder(protocol.image.source, protocol, progress)
+        model = fresh_model(encoder, train_emb.shape[1], protocol, seed)
+        recorder = ForgettingRecorder(dataset.train, train_emb, protocol, seed) if seed == 0 else None
+        train_dual(model, source, recipe, seed, None, recorder, progress, f"full data rep {seed}")
+        runs.append(evaluator.score(model, "test"))
+        if recorder is not None:
+            state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+            atomic_write(folder / "model.safetensors", lambda p, s=state: save_file(s, str(p)))
+            atomic_save_npy(folder / "forgetting.npy", recorder.matrix())
+    arch = ArchResult(protocol.image.source, protocol.text.source, seeds, runs, source=True)
+    result = {"recipe": recipe.__dict__, "pairs": source.__len__(), **arch.to_dict()}
+    atomic_write_json(result_path, result)
+    return FullDataReference(folder, result)

@@ -1,0 +1,199 @@
+"""Training a fresh two-tower model: the recipe shared by evaluation, references and experts.
+
+A `PairSource` hands out batches of (normalised images, text embeddings) by pair index, so the same
+loop trains on a distilled set (tensors in memory) or on the real training pairs (uint8 pixel store
+indexed through the caption-to-image map).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data.pairs import Split
+from .errors import MddError
+from .models.dual import DualEncoder, infonce, soft_infonce, weighted_bce
+from .protocol import Protocol
+
+
+def normaliser(protocol: Protocol) -> Callable[[torch.Tensor], torch.Tensor]:
+    mean = torch.tensor(protocol.data.mean).view(1, 3, 1, 1)
+    std = torch.tensor(protocol.data.std).view(1, 3, 1, 1)
+    return lambda pixels: (pixels.float() / 255.0 - mean) / std
+
+
+class PairSource:
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+@dataclass
+class TensorPairs(PairSource):
+    images: torch.Tensor  # normalised float [N, 3, R, R]
+    texts: torch.Tensor  # [N, D]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[idx].float(), self.texts[idx].float()
+
+
+class RealPairs(PairSource):
+    """The caption-level pairs of a split: pair j = (image caption_image[j], caption j)."""
+
+    def __init__(self, split: Split, text_emb: np.ndarray, protocol: Protocol) -> None:
+        self.split = split
+        self.texts = torch.from_numpy(np.asarray(text_emb, dtype=np.float32))
+        self.normalise = normaliser(protocol)
+
+    def __len__(self) -> int:
+        return self.split.num_captions
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = self.split.images.get(self.split.caption_image[idx.numpy()])
+        return self.normalise(pixels), self.texts[idx]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimisation settings of one training run (from the protocol's [eval] or [experts])."""
+
+    epochs: int
+    lr_img: float
+    lr_txt: float
+    batch_size: int
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_decay_epoch: int | None = None
+    lr_decay: float = 0.1
+    loss: str = "infonce"  # "infonce" (soft targets when a similarity is given) or "wbce"
+
+    @classmethod
+    def from_eval(cls, protocol: Protocol, **overrides) -> Recipe:
+        ev = protocol.eval
+        if ev.optimizer != "sgd":
+            raise MddError(f"Protocol '{protocol.name}': only optimizer = \"sgd\" is supported.")
+        values = dict(
+            epochs=ev.epochs,
+            lr_img=ev.lr_img,
+            lr_txt=ev.lr_txt,
+            batch_size=ev.batch_size,
+            momentum=ev.momentum,
+            weight_decay=ev.weight_decay,
+            lr_decay_epoch=ev.lr_decay_epoch,
+            lr_decay=ev.lr_decay,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+
+def batch_loss(logits: torch.Tensor, loss: str, targets: torch.Tensor | None) -> torch.Tensor:
+    if loss == "wbce":
+        eye = torch.eye(logits.shape[0], device=logits.device)
+        return weighted_bce(logits, eye if targets is None else targets)
+    if loss == "infonce":
+        return infonce(logits) if targets is None else soft_infonce(logits, targets)
+    raise MddError(f"Unknown loss '{loss}'. Use 'infonce' or 'wbce'.")
+
+
+EpochHook = Callable[[int, DualEncoder], None]
+
+
+def train_dual(
+    model: DualEncoder,
+    source: PairSource,
+    recipe: Recipe,
+    seed: int,
+    similarity: torch.Tensor | None = None,
+    on_epoch_end: EpochHook | None = None,
+    progress: bool = False,
+    desc: str = "train",
+) -> DualEncoder:
+    """SGD with two parameter groups (image encoder, text head), step decay, shuffled batches.
+
+    A last batch of one pair is dropped: contrastive losses need at least two pairs.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.SGD(
+        [
+            {"params": model.image_encoder.parameters(), "lr": recipe.lr_img},
+            {"params": model.text_projection.parameters(), "lr": recipe.lr_txt},
+        ],
+        lr=recipe.lr_img,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+    )
+    milestones = [recipe.lr_decay_epoch] if recipe.lr_decay_epoch else []
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimiser, milestones, recipe.lr_decay)
+    n = len(source)
+    if n < 2:
+        raise MddError("Training needs at least two pairs.")
+    batches = math.ceil(n / recipe.batch_size)
+    bar = tqdm(total=recipe.epochs * batches, desc=desc, unit="step", disable=not progress, leave=False)
+    model.train()
+    for epoch in range(recipe.epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, recipe.batch_size):
+            idx = order[start : start + recipe.batch_size]
+            if len(idx) < 2:
+                continue
+            images, texts = source.batch(idx)
+            targets = None if similarity is None else similarity[idx][:, idx].float()
+            loss = batch_loss(model.logits(images, texts), recipe.loss, targets)
+            if not torch.isfinite(loss):
+                raise MddError(
+                    f"Training loss became {loss.item()} at epoch {epoch}. Lower the learning rate "
+                    f"(lr_img={recipe.lr_img}, lr_txt={recipe.lr_txt}) or check the distilled set."
+                )
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            bar.update(1)
+        scheduler.step()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, model)
+            model.train()
+    bar.close()
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def embed_images(model: DualEncoder, split: Split, protocol: Protocol, batch_size: int = 256) -> torch.Tensor:
+    model.eval()
+    norm = normaliser(protocol)
+    out = []
+    for start in range(0, split.num_images, batch_size):
+        idx = np.arange(start, min(start + batch_size, split.num_images))
+        out.append(model.encode_images(norm(split.images.get(idx))))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def embed_texts(model: DualEncoder, text_emb: np.ndarray, batch_size: int = 1024) -> torch.Tensor:
+    model.eval()
+    texts = torch.from_numpy(np.asarray(text_emb, dtype=np.float32))
+    return torch.cat(
+        [model.encode_texts(texts[s : s + batch_size]) for s in range(0, len(texts), batch_size)]
+    )
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def fresh_model(image_encoder: nn.Module, text_dim: int, protocol: Protocol, seed: int) -> DualEncoder:
+    """A new two-tower model; the head's random init is drawn from `seed`."""
+    torch.manual_seed(seed)
+    return DualEncoder(image_encoder, text_dim, protocol.model.temperature)

@@ -77,16 +77,16 @@ class DistilledSet:
         base = _base(path)
         tensors = {"images": self.images, "texts": self.texts, **self.extras}
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        tensor_path = base.with_suffix(".safetensors")
+        tensor_path = _with_ext(base, ".safetensors")
         atomic_write(tensor_path, lambda p: save_file(tensors, str(p)))
         sidecar = {"provenance": self.provenance, "extras": sorted(self.extras), "size": self.size}
-        atomic_write_json(base.with_suffix(".json"), sidecar)
+        atomic_write_json(_with_ext(base, ".json"), sidecar)
         return tensor_path
 
     @classmethod
     def load(cls, path: str | Path) -> DistilledSet:
         base = _base(path)
-        tensor_path, sidecar_path = base.with_suffix(".safetensors"), base.with_suffix(".json")
+        tensor_path, sidecar_path = _with_ext(base, ".safetensors"), _with_ext(base, ".json")
         for p in (tensor_path, sidecar_path):
             if not p.is_file():
                 raise MddError(f"Distilled set file '{p}' is missing. Pass the path of a saved set.")
@@ -102,3 +102,8 @@ class DistilledSet:
 def _base(path: str | Path) -> Path:
     path = Path(path)
     return path.with_suffix("") if path.suffix in {".safetensors", ".json"} else path
+
+
+def _with_ext(base: Path, ext: str) -> Path:
+    """Append, never replace: `lors_lr0.1` and `lors_lr0.5` must not both become `lors_lr0.*`."""
+    return base.with_name(base.name + ext)

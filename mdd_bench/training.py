@@ -126,7 +126,10 @@ def train_dual(
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.SGD(
         [
-            {"params": model.image_encoder.parameters(), "lr": recipe.lr_img},
+            {
+                "params": [*model.image_encoder.parameters(), *model.image_projection.parameters()],
+                "lr": recipe.lr_img,
+            },
             {"params": model.text_projection.parameters(), "lr": recipe.lr_txt},
         ],
         lr=recipe.lr_img,
@@ -196,4 +199,4 @@ def seed_everything(seed: int) -> None:
 def fresh_model(image_encoder: nn.Module, text_dim: int, protocol: Protocol, seed: int) -> DualEncoder:
     """A new two-tower model; the head's random init is drawn from `seed`."""
     torch.manual_seed(seed)
-    return DualEncoder(image_encoder, text_dim, protocol.model.temperature)
+    return DualEncoder(image_encoder, text_dim, protocol.model.temperature, protocol.model.projection_dim)

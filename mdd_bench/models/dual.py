@@ -29,10 +29,16 @@ class ProjectionHead(nn.Module):
 
 
 class DualEncoder(nn.Module):
-    def __init__(self, image_encoder: nn.Module, text_dim: int, temperature: float = 0.07) -> None:
+    def __init__(
+        self, image_encoder: nn.Module, text_dim: int, temperature: float = 0.07, projection_dim: int = 0
+    ) -> None:
+        """projection_dim 0 (the references): text projected into the image feature space, no image
+        head; otherwise both towers end in `projection_dim` (a linear image head is added)."""
         super().__init__()
         self.image_encoder = image_encoder
-        self.text_projection = ProjectionHead(text_dim, int(image_encoder.num_features))
+        features = int(image_encoder.num_features)
+        self.image_projection = nn.Linear(features, projection_dim) if projection_dim else nn.Identity()
+        self.text_projection = ProjectionHead(text_dim, projection_dim or features)
         self.temperature = temperature
 
     @property
@@ -40,7 +46,7 @@ class DualEncoder(nn.Module):
         return 1.0 / self.temperature
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_encoder(images), dim=-1)
+        return F.normalize(self.image_projection(self.image_encoder(images)), dim=-1)
 
     def encode_texts(self, text_emb: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_projection(text_emb), dim=-1)

@@ -64,6 +64,18 @@ def list_datasets_cmd() -> None:
     click.echo(tabulate(list(list_datasets().items()), headers=["dataset", "description"]))
 
 
+@list_group.command("methods")
+def list_methods_cmd() -> None:
+    from .registry import list_methods
+
+    rows = []
+    for name, cls in list_methods().items():
+        missing = cls.missing_artifacts()
+        status = "available" if not missing else f"needs {', '.join(missing)} (not built yet)"
+        rows.append([name, cls.family, ", ".join(cls.artifacts) or "-", status, cls.__module__])
+    click.echo(tabulate(rows, headers=["method", "family", "artifacts", "status", "module"]))
+
+
 @list_group.command("encoders")
 def list_encoders_cmd() -> None:
     from .models import list_image_encoders, list_text_encoders
@@ -121,6 +133,88 @@ def data_check(name: str, protocol: str, data_root: Path | None) -> None:
         more = " (first 20 shown)" if len(problems) > 20 else ""
         raise MddError(f"{len(problems)} problem(s) found in {name}{more}. Fix or remove those files.")
     click.echo("ok: every annotation entry and image is readable")
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise MddError(f"{option} takes comma-separated integers, got '{text}'.") from None
+    if not values or (option == "--budgets" and any(v <= 0 for v in values)):
+        raise MddError(f"{option} needs positive integers, got '{text}'.")
+    return values
+
+
+@cli.command("run")
+@click.option("--methods", default=None, help="Comma-separated method names (default: all available).")
+@click.option(
+    "--dataset", "datasets", default=None, help="Comma-separated datasets (default: the protocol's)."
+)
+@protocol_option
+@click.option("--budgets", default=None, help="Comma-separated pair budgets (default: the protocol's first).")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated distillation seeds.")
+@click.option("--archs", type=click.Choice(["source", "all"]), default="source", show_default=True)
+@click.option("--tracks", default="hard,native", show_default=True)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True
+)
+@click.option(
+    "--set", "sets", multiple=True, help="Hyper-parameter override METHOD.PARAM=VALUE (repeatable)."
+)
+@click.option(
+    "--repetitions", type=int, default=None, help="Evaluation repetitions (default: the protocol's)."
+)
+@data_root_option
+def run_cmd(
+    methods: str | None,
+    datasets: str | None,
+    protocol: str,
+    budgets: str | None,
+    seeds: str,
+    archs: str,
+    tracks: str,
+    out: Path,
+    sets: tuple[str, ...],
+    repetitions: int | None,
+    data_root: Path | None,
+) -> None:
+    """Distil and evaluate every cell (method x dataset x budget x seed); finished cells are skipped."""
+    from .registry import list_methods, parse_method_names
+    from .runner import RunConfig, parse_overrides, run_grid, summary_rows
+
+    proto = load_protocol(protocol)
+    if methods:
+        names = parse_method_names(methods)
+        for name in names:
+            missing = list_methods()[name].missing_artifacts()
+            if missing:
+                raise MddError(
+                    f"Method '{name}' needs {', '.join(missing)}, which this version cannot build yet."
+                )
+    else:
+        names = [n for n, cls in list_methods().items() if not cls.missing_artifacts()]
+    config = RunConfig(
+        methods=names,
+        datasets=[d.strip() for d in (datasets or proto.data.dataset).split(",") if d.strip()],
+        budgets=_int_list(budgets, "--budgets") if budgets else [proto.budgets[0]],
+        seeds=_int_list(seeds, "--seeds"),
+        archs=archs,
+        tracks=[t.strip() for t in tracks.split(",") if t.strip()],
+        out=out,
+        overrides=parse_overrides(sets),
+        data_root=data_root,
+        repetitions=repetitions,
+    )
+    unknown_sets = set(config.overrides) - set(names)
+    if unknown_sets:
+        raise MddError(f"--set names method '{sorted(unknown_sets)[0]}', which is not in --methods.")
+    results = run_grid(proto, config, log=click.echo)
+    headers = ["method", "dataset", "budget", "seed", *[f"{t} mean" for t in config.tracks], "distill s"]
+    click.echo(
+        f"\nprotocol {proto.name}; mean recall on test (source architectures), mean ± std over repetitions"
+    )
+    click.echo(tabulate(summary_rows(results, config.tracks), headers=headers))
+    click.echo(f"results in {out}")
 
 
 def _metrics_table(rows: list[tuple[str, str, dict, dict]]) -> str:

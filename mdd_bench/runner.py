@@ -1,0 +1,254 @@
+"""`mdd-bench run`: the grid of cells (method x dataset x budget x seed), each distilled, evaluated and
+written as one result JSON. A cell whose result exists is skipped, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .api import DistillContext, Method
+from .cache import atomic_write_json
+from .data import load_dataset
+from .errors import MddError
+from .evaluate import TRACKS
+from .protocol import Protocol
+from .registry import get_method
+
+RESULT_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    dataset: str
+    budget: int
+    seed: int
+
+    def path(self, out: Path, protocol: Protocol) -> Path:
+        return Path(out) / protocol.name / self.dataset / self.method / f"b{self.budget}-s{self.seed}.json"
+
+
+@dataclass
+class RunConfig:
+    methods: list[str]
+    datasets: list[str]
+    budgets: list[int]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    archs: str = "source"
+    tracks: list[str] = field(default_factory=lambda: ["hard", "native"])
+    out: Path = Path("runs")
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    data_root: Path | None = None
+    repetitions: int | None = None
+
+
+class PeakMemory:
+    """Peak resident memory (MB) while the block runs, sampled every 20 ms; CUDA peak when on a GPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss_mb() -> float:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.peak_mb = self._rss_mb()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._rss_mb())
+        if self.device.type == "cuda":
+            self.cuda_peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def versions() -> dict[str, str | None]:
+    import timm
+    import transformers
+
+    return {
+        "mdd_bench": __version__,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def run_cell(
+    method: Method,
+    cell: Cell,
+    protocol: Protocol,
+    config: RunConfig,
+    ctx: DistillContext,
+) -> dict[str, Any]:
+    """Prepare artifacts (untimed), distil (timed, peak memory), save the set, evaluate every track."""
+    train_pairs = ctx.dataset.train.num_captions
+    if cell.budget > train_pairs:
+        raise MddError(
+            f"Budget {cell.budget} is larger than the {train_pairs} training pairs of {cell.dataset}. "
+            "Use a smaller --budgets value."
+        )
+    ctx.prepare(method.artifacts)
+    with PeakMemory(ctx.device) as memory:
+        start = time.perf_counter()
+        distilled = method.distill(ctx, cell.budget)
+        distill_s = time.perf_counter() - start
+    if distilled.size != cell.budget:
+        raise MddError(f"Method '{cell.method}' returned {distilled.size} pairs for budget {cell.budget}.")
+    distilled.provenance.update(
+        method=cell.method, budget=cell.budget, seed=cell.seed, hparams=method.describe()["hparams"]
+    )
+    result_path = cell.path(config.out, protocol)
+    set_path = distilled.save(result_path.parent / "sets" / result_path.stem)
+    stats = ctx.stats
+    evaluation: dict[str, Any] = {}
+    for track in config.tracks:
+        reuse = track == "native" and "hard" in evaluation and not _has_native_extras(distilled)
+        if reuse:
+            # Nothing native to use: the native recipe is the hard one, so the numbers are too.
+            evaluation[track] = dict(evaluation["hard"], track="native", same_as="hard")
+            continue
+        result = ctx.evaluator.evaluate(
+            distilled, config.archs, track, config.repetitions, seed=cell.seed, split="test"
+        )
+        evaluation[track] = result.to_dict()
+    iterations = stats.iterations
+    return {
+        "schema": RESULT_SCHEMA,
+        "method": cell.method,
+        "family": method.family,
+        "dataset": cell.dataset,
+        "protocol": protocol.name,
+        "protocol_hash": protocol.hash,
+        "budget": cell.budget,
+        "seed": cell.seed,
+        "hparams": method.describe()["hparams"],
+        "config": {"archs": config.archs, "tracks": config.tracks, "protocol": protocol.to_dict()},
+        "versions": versions(),
+        "distill": {
+            "seconds": distill_s,
+            "iterations": iterations,
+            "time_per_iter_s": distill_s / iterations if iterations else None,
+            "iters_to_best": stats.iters_to_best,
+            "peak_mem_mb": memory.peak_mb,
+            "cuda_peak_mem_mb": getattr(memory, "cuda_peak_mem_mb", None),
+            "extra": stats.extra,
+        },
+        "storage_bytes": distilled.storage_bytes,
+        "distilled_set": str(set_path),
+        "evaluation": evaluation,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _has_native_extras(distilled) -> bool:
+    return bool(distilled.extras) or distilled.provenance.get("eval_loss", "infonce") != "infonce"
+
+
+def run_grid(protocol: Protocol, config: RunConfig, log=print) -> list[dict[str, Any]]:
+    """Run every cell not already on disk; returns all results of the grid (old and new)."""
+    for track in config.tracks:
+        if track not in TRACKS:
+            raise MddError(f"Unknown track '{track}'. Use: {', '.join(TRACKS)}.")
+    classes = {name: get_method(name) for name in config.methods}
+    results: list[dict[str, Any]] = []
+    for dataset_name in config.datasets:
+        proto = protocol.with_dataset(dataset_name)
+        dataset = None
+        for budget in config.budgets:
+            for seed in config.seeds:
+                for name, cls in classes.items():
+                    cell = Cell(name, dataset_name, budget, seed)
+                    path = cell.path(config.out, proto)
+                    if path.exists():
+                        log(f"skip {name} {dataset_name} budget={budget} seed={seed}: {path} exists")
+                        results.append(_read(path))
+                        continue
+                    if dataset is None:
+                        dataset = load_dataset(dataset_name, proto, config.data_root)
+                    method = cls.for_protocol(proto, config.overrides.get(name))
+                    ctx = DistillContext(proto, dataset, seed=seed)
+                    log(f"run  {name} {dataset_name} budget={budget} seed={seed}")
+                    result = run_cell(method, cell, proto, config, ctx)
+                    atomic_write_json(path, result)
+                    results.append(result)
+    return results
+
+
+def _read(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise MddError(f"Result file '{path}' is corrupt ({exc}). Delete it to rerun that cell.") from None
+
+
+def summary_rows(results: list[dict[str, Any]], tracks: list[str]) -> list[list[Any]]:
+    rows = []
+    for r in results:
+        row: list[Any] = [r["method"], r["dataset"], r["budget"], r["seed"]]
+        for track in tracks:
+            ev = r["evaluation"].get(track)
+            if ev is None:
+                row.append("-")
+                continue
+            source = next(a for a in ev["archs"] if a["source"])
+            row.append(f"{source['mean']['mean']:.1f} ± {source['std']['mean']:.1f}")
+        row.append(f"{r['distill']['seconds']:.1f}")
+        rows.append(row)
+    return rows
+
+
+def parse_overrides(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """`--set mdm.lr_img=500` -> {"mdm": {"lr_img": "500"}}."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, param = key.partition(".")
+        if not sep or not dot or not method or not param:
+            raise MddError(
+                f"--set '{item}' must look like METHOD.PARAM=VALUE, e.g. --set herding.features=image."
+            )
+        out.setdefault(method, {})[param] = value
+    return out

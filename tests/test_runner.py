@@ -1,0 +1,139 @@
+"""`mdd-bench run`: result files, skip-if-done, bad input, and a third-party plugin end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from mdd_bench.cli import cli
+
+RUN = ["run", "--protocol", "smoke", "--repetitions", "1", "--budgets", "10"]
+
+
+def test_run_writes_results_and_skips_finished_cells(tmp_path):
+    out = tmp_path / "runs"
+    first = CliRunner().invoke(cli, [*RUN, "--methods", "random,k-center", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    results = sorted(out.glob("smoke/shapes/*/b*-s*.json"))
+    assert {p.parent.name for p in results} == {"random", "k-center"}
+    assert len(list(out.glob("smoke/shapes/*/sets/b10-s0.safetensors"))) == 2
+    result = json.loads((out / "smoke" / "shapes" / "random" / "b10-s0.json").read_text())
+    for key in ("protocol_hash", "versions", "distill", "evaluation", "storage_bytes", "hparams", "seed"):
+        assert key in result
+    assert set(result["evaluation"]) == {"hard", "native"}
+    assert result["evaluation"]["native"]["same_as"] == "hard"
+    assert result["storage_bytes"] == 10 * (3 * 32 * 32 + 384) * 4
+    assert result["distill"]["peak_mem_mb"] > 0
+    assert result["evaluation"]["hard"]["archs"][0]["seeds"] == [0]
+    assert "random" in first.output and "k-center" in first.output
+
+    mtime = (out / "smoke" / "shapes" / "random" / "b10-s0.json").stat().st_mtime_ns
+    second = CliRunner().invoke(cli, [*RUN, "--methods", "random,k-center", "--out", str(out)])
+    assert second.exit_code == 0, second.output
+    assert second.output.count("skip") == 2
+    assert (out / "smoke" / "shapes" / "random" / "b10-s0.json").stat().st_mtime_ns == mtime
+
+
+def test_unknown_method_and_oversized_budget_are_clear_errors(tmp_path):
+    bad = CliRunner().invoke(cli, [*RUN, "--methods", "herdng", "--out", str(tmp_path)])
+    assert bad.exit_code != 0
+    assert "Did you mean 'herding'?" in bad.output and "Traceback" not in bad.output
+    big = CliRunner().invoke(
+        cli,
+        ["run", "--protocol", "smoke", "--methods", "random", "--budgets", "100000", "--out", str(tmp_path)],
+    )
+    assert big.exit_code != 0 and "larger than" in big.output
+    bad_set = CliRunner().invoke(cli, [*RUN, "--methods", "herding", "--set", "herding.nope=1"])
+    assert bad_set.exit_code != 0 and "no hyper-parameter 'nope'" in bad_set.output
+
+
+def test_set_overrides_reach_the_method(tmp_path):
+    out = tmp_path / "runs"
+    res = CliRunner().invoke(
+        cli,
+        [
+            *RUN,
+            "--methods",
+            "herding",
+            "--set",
+            "herding.features=image",
+            "--out",
+            str(out),
+            "--tracks",
+            "hard",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "smoke" / "shapes" / "herding" / "b10-s0.json").read_text())
+    assert result["hparams"] == {"features": "image"}
+
+
+PLUGIN = '''
+from dataclasses import dataclass
+
+from mdd_bench.api import DistillContext, HParams, Method
+
+
+@dataclass
+class EveryKthParams(HParams):
+    stride: int = 3
+
+
+class EveryKth(Method):
+    """Takes every k-th training pair: a toy plugin living outside mdd-bench."""
+
+    name = "every-kth"
+    family = "coreset"
+    artifacts = ("text_features",)
+    hparams_class = EveryKthParams
+
+    def distill(self, ctx: DistillContext, budget: int):
+        chosen = list(range(0, budget * self.hparams.stride, self.hparams.stride))
+        return ctx.coreset(chosen, method=self.name)
+'''
+
+
+@pytest.fixture
+def plugin_on_path(tmp_path, monkeypatch):
+    """A third-party package with its entry point, put on sys.path like an installed distribution."""
+    site = tmp_path / "site"
+    (site / "everykth_plugin").mkdir(parents=True)
+    (site / "everykth_plugin" / "__init__.py").write_text(textwrap.dedent(PLUGIN))
+    dist = site / "everykth_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: everykth-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[mdd_bench.methods]\nevery-kth = everykth_plugin:EveryKth\n")
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    sys.modules.pop("everykth_plugin", None)
+
+
+def test_third_party_plugin_runs_through_mdd_bench_run(plugin_on_path, tmp_path):
+    listed = CliRunner().invoke(cli, ["list", "methods"])
+    assert "every-kth" in listed.output and "everykth_plugin" in listed.output
+    out = tmp_path / "runs"
+    res = CliRunner().invoke(
+        cli,
+        [
+            *RUN,
+            "--methods",
+            "every-kth",
+            "--set",
+            "every-kth.stride=2",
+            "--out",
+            str(out),
+            "--tracks",
+            "hard",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "smoke" / "shapes" / "every-kth" / "b10-s0.json").read_text())
+    assert result["hparams"] == {"stride": 2}
+    from mdd_bench.distilled import DistilledSet
+
+    saved = DistilledSet.load(result["distilled_set"])
+    assert saved.provenance["real_indices"] == list(range(0, 20, 2))

@@ -28,8 +28,8 @@ from .protocol import Protocol
 
 # Shared artifacts a method may declare; the runner prepares them before timing the distillation.
 ARTIFACTS = ("text_features", "anchor", "reference_model", "experts")
-# What this version can build; expert trajectories arrive with the trajectory issue.
-AVAILABLE_ARTIFACTS = ("text_features", "anchor", "reference_model")
+# What this version can build.
+AVAILABLE_ARTIFACTS = ARTIFACTS
 
 
 @dataclass
@@ -129,6 +129,7 @@ class DistillContext:
         self.stats = DistillStats()
         self._reference = None
         self._reference_model: nn.Module | None = None
+        self._experts = None
 
     # -------------------------------------------------------------- data
     def text_embeddings(self, split: str = "train", encoder: str | None = None) -> np.ndarray:
@@ -178,10 +179,12 @@ class DistillContext:
         return self._reference_model
 
     def experts(self):
-        raise MddError(
-            "Expert trajectories are not available in this version of mdd-bench; "
-            "methods that need them cannot run yet."
-        )
+        """The protocol's expert trajectories (`ExpertStore`), trained on first need."""
+        if self._experts is None:
+            from .experts import ensure_experts
+
+            self._experts = ensure_experts(self.evaluator, progress=self.progress_enabled)
+        return self._experts
 
     def prepare(self, artifacts: tuple[str, ...]) -> None:
         """Build the declared artifacts up front, so distillation time excludes them."""

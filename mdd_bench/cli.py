@@ -135,6 +135,35 @@ def data_check(name: str, protocol: str, data_root: Path | None) -> None:
     click.echo("ok: every annotation entry and image is readable")
 
 
+@cli.command("experts")
+@protocol_option
+@click.option("--dataset", default=None, help="Dataset (default: the protocol's).")
+@data_root_option
+@click.option("--num-experts", type=int, default=None, help="Default: the protocol's.")
+@click.option("--epochs", type=int, default=None, help="Default: the protocol's.")
+def experts_cmd(
+    protocol: str, dataset: str | None, data_root: Path | None, num_experts: int | None, epochs: int | None
+) -> None:
+    """Train (or resume) the expert trajectories that MTT-VL, TESLA, LoRS and MDM use."""
+    from .data import load_dataset
+    from .evaluate import Evaluator
+    from .experts import ensure_experts
+
+    proto = load_protocol(protocol)
+    proto = proto.with_dataset(dataset) if dataset else proto
+    ds = load_dataset(proto.data.dataset, proto, data_root)
+    store = ensure_experts(Evaluator(proto, ds), num_experts, epochs)
+    m = store.manifest
+    click.echo(
+        f"{store.num_experts} experts x epochs {m['kept_epochs']} kept (dropped {m['dropped_epochs']})"
+    )
+    rows = [
+        [i, *[f"{v:.1f}" for k, v in e.items() if k.startswith("val_mean")]] for i, e in m["experts"].items()
+    ]
+    click.echo(tabulate(rows, headers=["expert", "val mean (epoch 0)", "val mean (last epoch)"]))
+    click.echo(f"stored in {store.folder} ({store.disk_bytes / 2**20:.1f} MiB)")
+
+
 def _int_list(text: str, option: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -277,6 +306,35 @@ def eval_cmd(
         (a.image_encoder + ("*" if a.source else ""), a.text_encoder, a.mean, a.std) for a in result.archs
     ]
     click.echo(_metrics_table(rows))
+
+
+@cli.command("report")
+@click.option(
+    "--runs",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Folder of result files written by `mdd-bench run`.",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True
+)
+@click.option(
+    "--format",
+    "formats",
+    default="latex,markdown,csv,figures",
+    show_default=True,
+    help="Comma-separated: latex, markdown, csv, figures.",
+)
+@click.option("--track", type=click.Choice(["hard", "native"]), default="hard", show_default=True)
+@click.option("--baseline", default=None, help="Method the timing table's savings are measured against.")
+def report_cmd(runs: Path, out: Path, formats: str, track: str, baseline: str | None) -> None:
+    """Tables (LaTeX, Markdown, CSV) and figures from the result files under --runs."""
+    from .report import parse_formats, write_report
+
+    paths = write_report(runs, out, parse_formats(formats), track, baseline, log=click.echo)
+    for path in paths:
+        click.echo(f"wrote {path}")
 
 
 def main() -> None:

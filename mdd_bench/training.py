@@ -146,6 +146,7 @@ def train_dual(
     model.train()
     for epoch in range(recipe.epochs):
         order = torch.randperm(n, generator=generator)
+        bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}")
         for start in range(0, n, recipe.batch_size):
             idx = order[start : start + recipe.batch_size]
             if len(idx) < 2:

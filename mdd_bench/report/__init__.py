@@ -1,0 +1,76 @@
+"""`mdd-bench report`: the paper's tables and figures from the result files of `mdd-bench run`.
+
+Layout written under `out`: `results.csv` (every number, long format, all protocols) and, per protocol,
+`<protocol>/`: one LaTeX fragment per table plus the wrapper `report_<track>.tex`, `report_<track>.md`,
+and the figures as PNG and PDF.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..errors import MddError, unknown
+from ..results import FULL_DATA, TIMING_TRACK, load_frame
+from .figures import write_figures
+from .latex import write_latex
+from .markdown import write_markdown
+from .tables import build_tables
+
+FORMATS = ("latex", "markdown", "csv", "figures")
+
+__all__ = ["FORMATS", "parse_formats", "write_report"]
+
+
+def parse_formats(text: str) -> list[str]:
+    """`latex,markdown` -> ["latex", "markdown"]; an unknown name is a one-line error."""
+    names = [f.strip().lower() for f in text.split(",") if f.strip()]
+    if not names:
+        raise MddError(f"--format needs at least one of: {', '.join(FORMATS)}.")
+    for name in names:
+        if name not in FORMATS:
+            raise unknown("format", name, FORMATS)
+    return list(dict.fromkeys(names))
+
+
+def write_report(
+    runs: Path,
+    out: Path,
+    formats: Iterable[str] = FORMATS,
+    track: str = "hard",
+    baseline: str | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> list[Path]:
+    """Load every result under `runs` and write the requested formats under `out`; returns the paths."""
+    runs, out, formats = Path(runs), Path(out), set(formats)
+    frame = load_frame(runs)
+    tracks = sorted(set(frame["track"]) - {TIMING_TRACK})
+    if track not in tracks:
+        there = ", ".join(tracks) or "none"
+        raise MddError(
+            f"No '{track}' track results under '{runs}' (tracks there: {there}). Pick one with --track."
+        )
+    methods = set(frame["method"]) - {FULL_DATA}
+    if baseline is not None and baseline not in methods:
+        raise unknown("--baseline method", baseline, methods)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    if "csv" in formats:
+        csv = out / "results.csv"
+        frame.to_csv(csv, index=False)
+        paths.append(csv)
+    for protocol in dict.fromkeys(frame["protocol"]):
+        part = frame[frame["protocol"] == protocol]
+        if track not in set(part["track"]):
+            log(f"skip protocol {protocol}: it has no '{track}' track results")
+            continue
+        folder = out / protocol
+        title = f"mdd-bench report: protocol {protocol}, {track} track"
+        tables = build_tables(part, track, baseline)
+        figures = write_figures(part, track, folder) if "figures" in formats else []
+        if "latex" in formats:
+            paths += write_latex(tables, folder, f"report_{track}", title, figures)
+        if "markdown" in formats:
+            paths.append(write_markdown(folder / f"report_{track}.md", title, tables, figures))
+        paths += [p for p, _ in figures]
+    return paths

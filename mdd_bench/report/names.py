@@ -1,0 +1,45 @@
+"""How methods and datasets are named and ordered in tables and figures (the paper's spelling and order)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..results import FULL_DATA
+
+METHOD_ORDER = ("random", "herding", "k-center", "forgetting", "mtt-vl", "tesla", "lors", "mdm")
+METHOD_NAMES = {
+    "random": "Random",
+    "herding": "Herding",
+    "k-center": "K-Center",
+    "forgetting": "Forgetting",
+    "mtt-vl": "MTT-VL",
+    "tesla": "TESLA-WBCE",
+    "lors": "LoRS",
+    "mdm": "MDM",
+    FULL_DATA: "Full data",
+}
+DATASET_NAMES = {"flickr8k": "Flickr8k", "flickr30k": "Flickr30k", "coco": "COCO", "shapes": "Shapes"}
+DATASET_ORDER = ("flickr8k", "flickr30k", "coco", "shapes")
+
+
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
+def dataset_name(dataset: str) -> str:
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+def _ordered(names: Iterable[str], order: tuple[str, ...]) -> list[str]:
+    unique = list(dict.fromkeys(names))
+    known = [n for n in order if n in unique]
+    return known + sorted(n for n in unique if n not in order)
+
+
+def ordered_methods(methods: Iterable[str]) -> list[str]:
+    """Coresets, then the distillation methods in the paper's order, then any plugin alphabetically."""
+    return _ordered((m for m in methods if m != FULL_DATA), METHOD_ORDER)
+
+
+def ordered_datasets(datasets: Iterable[str]) -> list[str]:
+    return _ordered(datasets, DATASET_ORDER)

@@ -1,0 +1,112 @@
+"""Expert trajectories on the smoke protocol: round trip, resume, content key, learning."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from mdd_bench import experts as experts_mod
+from mdd_bench.data import load_dataset
+from mdd_bench.errors import MddError
+from mdd_bench.evaluate import Evaluator
+from mdd_bench.experts import ExpertConfig, ensure_experts, experts_folder, snapshot
+from mdd_bench.protocol import load_protocol
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    protocol = load_protocol("smoke")
+    return Evaluator(protocol, load_dataset("shapes", protocol, progress=False), progress=False)
+
+
+@pytest.fixture(scope="module")
+def store(evaluator):
+    return ensure_experts(evaluator, progress=False)
+
+
+def test_round_trip_flat_vectors_and_state_dict(evaluator, store):
+    spec = evaluator.protocol.experts
+    assert store.num_experts == spec.num_experts
+    assert store.epochs == list(range(spec.keep_epochs + 1))
+    model = store.load_model(evaluator, expert=1, epoch=spec.keep_epochs)
+    image, text = store.flat(1, spec.keep_epochs)
+    again = snapshot(model)
+    assert torch.equal(again["image"], image) and torch.equal(again["text"], text)
+    n_img = sum(p.numel() for p in model.image_encoder.parameters())
+    n_txt = sum(p.numel() for p in model.text_projection.parameters())
+    assert image.numel() == n_img and text.numel() == n_txt
+    start, _ = store.flat(1, 0)
+    assert not torch.equal(start, image)  # training moved the weights
+
+
+def test_epoch_zero_is_the_anchor(evaluator, store):
+    from mdd_bench.anchors import pretrained_image_encoder
+
+    anchor = pretrained_image_encoder(evaluator.protocol.image.source, evaluator.protocol, progress=False)
+    flat_anchor = torch.cat([p.detach().reshape(-1) for p in anchor.parameters()])
+    for expert in store.complete_experts:
+        assert torch.equal(store.flat(expert, 0)[0], flat_anchor)
+
+
+def test_trained_expert_beats_the_untrained_anchor(evaluator, store):
+    last = store.epochs[-1]
+    for expert in store.complete_experts:
+        start = evaluator.score(store.load_model(evaluator, expert, 0), "test")["mean"]
+        end = evaluator.score(store.load_model(evaluator, expert, last), "test")["mean"]
+        assert end > start
+
+
+def test_unstored_epoch_and_expert_are_clear_errors(store):
+    with pytest.raises(MddError, match="not stored"):
+        store.flat(0, 99)
+    with pytest.raises(MddError, match="not trained"):
+        store.flat(99, 0)
+
+
+def test_content_key_follows_the_training_config(evaluator):
+    config = ExpertConfig.from_protocol(evaluator.protocol)
+    base = experts_folder(evaluator, config)
+    assert experts_folder(evaluator, dataclasses.replace(config, lr=0.05)) != base
+    assert experts_folder(evaluator, dataclasses.replace(config, epochs=config.epochs + 1)) != base
+    assert experts_folder(evaluator, dataclasses.replace(config, batch_size=32)) != base
+    # The expert count is not part of the key: asking for more experts extends the same set.
+    assert experts_folder(evaluator, dataclasses.replace(config, num_experts=7)) == base
+
+
+def test_resume_keeps_finished_experts_and_retrains_the_interrupted_one(evaluator, monkeypatch):
+    protocol = dataclasses.replace(
+        evaluator.protocol, experts=dataclasses.replace(evaluator.protocol.experts, lr=0.07)
+    )
+    ev = Evaluator(protocol, evaluator.dataset, progress=False)
+    real_train = experts_mod.train_dual
+    calls = {"n": 0}
+
+    def crash_on_second_expert(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            hook = kwargs["on_epoch_end"]
+            hook(0, args[0])  # the interrupted expert has written its first epoch...
+            raise KeyboardInterrupt  # ...and then dies
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(experts_mod, "train_dual", crash_on_second_expert)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_experts(ev, progress=False)
+    folder = experts_folder(ev, ExpertConfig.from_protocol(protocol))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert list(manifest["experts"]) == ["0"]
+    finished = folder / "expert000_epoch01.safetensors"
+    mtime = finished.stat().st_mtime_ns
+
+    monkeypatch.setattr(experts_mod, "train_dual", real_train)
+    trained = []
+    monkeypatch.setattr(
+        experts_mod, "train_dual", lambda *a, **k: trained.append(k["desc"]) or real_train(*a, **k)
+    )
+    store = ensure_experts(ev, progress=False)
+    assert trained == ["expert 2/2"]
+    assert store.complete_experts == [0, 1]
+    assert finished.stat().st_mtime_ns == mtime

@@ -1,0 +1,391 @@
+"""`mdd-bench report` on synthetic result files written here (no training): the long frame, each table's
+structure and numbers (mean ± std over seeds, bold best, missing cells), the timing saving, ablations,
+the CSV, LaTeX, Markdown and figures, and one-line errors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from mdd_bench.cli import cli
+from mdd_bench.errors import MddError
+from mdd_bench.metrics import METRICS
+from mdd_bench.report import parse_formats, write_report
+from mdd_bench.report.layout import EXTRAS, MISSING, SOURCE
+from mdd_bench.report.tables import ablation_tables, build_tables, cross_arch_table, retrieval_table
+from mdd_bench.results import COLUMNS, TIMING_TRACK, load_frame
+
+PROTOCOL = "syn"
+SOURCE_PAIR = ("nfnet_l0", "bert")
+PAIRS = [SOURCE_PAIR, ("nf_resnet50", "bert"), ("nfnet_l0", "distilbert"), ("nf_resnet50", "distilbert")]
+BASE = {"random": 5.0, "lors": 20.0, "mdm": 22.0, "full-data": 50.0}
+METRIC_OFFSET = {m: 2.0 * i for i, m in enumerate(METRICS)}
+SEEDS = (0, 1, 2)
+COST = {"lors": (5.0, 850, 1000), "mdm": (1.7, 200, 300), "random": (None, None, 0)}
+
+
+def metric_value(method: str, dataset: str, budget: int, seed: int, pair: int, metric: str) -> float:
+    """A known number per cell: seeds 0/1/2 add 0/1/2 (so std over seeds is exactly 1.0)."""
+    return BASE[method] + (dataset == "coco") * 3 + budget / 100 + METRIC_OFFSET[metric] - pair + seed
+
+
+def arch_entry(method: str, dataset: str, budget: int, seed: int, pair: int, with_mean: bool = True) -> dict:
+    six = {m: metric_value(method, dataset, budget, seed, pair, m) for m in METRICS}
+    mean = dict(six, mean=statistics.fmean(six.values()), rsum=sum(six.values()))
+    runs = [{k: v - 0.5 for k, v in mean.items()}, {k: v + 0.5 for k, v in mean.items()}]
+    image, text = PAIRS[pair]
+    entry: dict[str, Any] = {
+        "image_encoder": image,
+        "text_encoder": text,
+        "source": pair == 0,
+        "seeds": [seed * 1000, seed * 1000 + 1],
+        "runs": runs,
+    }
+    if with_mean:
+        entry.update(mean=mean, std={k: 0.5 for k in mean})
+    return entry
+
+
+def result(method: str, dataset: str, budget: int, seed: int, **extra: Any) -> dict[str, Any]:
+    pairs = range(1) if method == "full-data" else range(len(PAIRS))
+    hard = {
+        "track": "hard",
+        "split": "test",
+        "extras_used": [],
+        "recipe": {},
+        "archs": [arch_entry(method, dataset, budget, seed, p) for p in pairs],
+    }
+    native = dict(hard, track="native", same_as="hard")
+    if method == "lors":
+        native = dict(hard, track="native", extras_used=["learned_lr", "similarity"])
+    per_iter, best, iterations = COST.get(method, (None, None, 0))
+    seconds = (per_iter or 0.01) * (iterations or 1)
+    return {
+        "schema": 1,
+        "method": method,
+        "family": "coreset" if method == "random" else "distillation",
+        "dataset": dataset,
+        "protocol": PROTOCOL,
+        "protocol_hash": "abc",
+        "budget": budget,
+        "seed": seed,
+        "distill": {
+            "seconds": seconds,
+            "iterations": iterations,
+            "time_per_iter_s": per_iter,
+            "iters_to_best": best,
+            "peak_mem_mb": 1000.0 + budget,
+            "cuda_peak_mem_mb": None,
+            "extra": {},
+        },
+        "storage_bytes": budget * 3 * 224 * 224 * 4,
+        "evaluation": {"hard": hard, "native": native},
+        **extra,
+    }
+
+
+def write(runs: Path, folder: str, data: dict[str, Any]) -> Path:
+    path = runs / PROTOCOL / data["dataset"] / folder / f"b{data['budget']}-s{data['seed']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def make_runs(runs: Path) -> Path:
+    """random/lors/mdm x flickr8k/coco x budgets 100/200 x 3 seeds; mdm at coco/200 never ran; lors on
+    coco/200 has only seed 0; a full-data upper bound; a data_init ablation of mdm."""
+    for dataset in ("flickr8k", "coco"):
+        for budget in (100, 200):
+            for method in ("random", "lors", "mdm"):
+                for seed in SEEDS:
+                    if (method, dataset, budget) == ("mdm", "coco", 200):
+                        continue
+                    if (method, dataset, budget) == ("lors", "coco", 200) and seed:
+                        continue
+                    write(runs, method, result(method, dataset, budget, seed))
+        for seed in (0, 1):
+            write(runs, "full-data", result("full-data", dataset, 0, seed))
+    for order, (variant, shift) in enumerate([("noise", -20.0), ("random", -2.0), ("kmeans", 0.0)]):
+        for seed in (0, 1):
+            data = result("mdm", "flickr8k", 100, seed, ablation={"group": "data_init", "variant": variant})
+            data["ablation"]["order"] = order
+            for arch in data["evaluation"]["hard"]["archs"]:
+                arch["mean"] = {k: v + shift for k, v in arch["mean"].items()}
+            write(runs, f"mdm-data_init-{variant}", data)
+    # a distilled set's own JSON sits in sets/ and must be ignored
+    (runs / PROTOCOL / "flickr8k" / "mdm" / "sets").mkdir(exist_ok=True)
+    (runs / PROTOCOL / "flickr8k" / "mdm" / "sets" / "b100-s0.json").write_text('{"not": "a result"}')
+    return runs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_runs(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def frame(runs: Path) -> pd.DataFrame:
+    return load_frame(runs)
+
+
+def seed_stats(method: str, dataset: str, budget: int, metric: str, pair: int = 0, seeds=SEEDS):
+    values = []
+    for s in seeds:
+        entry = arch_entry(method, dataset, budget, s, pair)
+        values.append(entry["mean"][metric])
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
+# ------------------------------------------------------------------------------------------------ frame
+
+
+def test_frame_is_long_and_complete(frame: pd.DataFrame) -> None:
+    assert tuple(frame.columns) == COLUMNS
+    retrieval = frame[frame["track"] == "hard"]
+    assert set(retrieval["metric"]) == {*METRICS, "mean", "rsum"}
+    row = retrieval[
+        (retrieval["method"] == "lors")
+        & (retrieval["dataset"] == "coco")
+        & (retrieval["budget"] == 100)
+        & (retrieval["seed"] == 2)
+        & (retrieval["image_encoder"] == "nf_resnet50")
+        & (retrieval["text_encoder"] == "distilbert")
+        & (retrieval["metric"] == "TR@5")
+    ]
+    assert len(row) == 1
+    assert row["value"].iloc[0] == pytest.approx(metric_value("lors", "coco", 100, 2, 3, "TR@5"))
+    assert not row["source"].iloc[0] and row["repetitions"].iloc[0] == 2
+    native = frame[(frame["track"] == "native") & (frame["method"] == "lors")]
+    assert set(native["extras"]) == {"learned_lr,similarity"}
+    timing = frame[frame["track"] == TIMING_TRACK]
+    assert set(timing[["image_encoder", "text_encoder"]].itertuples(index=False)) == {SOURCE_PAIR}
+    assert "sets" not in " ".join(frame["file"])
+
+
+def test_seed_value_is_the_mean_over_repetitions(tmp_path: Path) -> None:
+    data = result("mdm", "flickr8k", 100, 0)
+    for arch in data["evaluation"]["hard"]["archs"]:
+        arch.pop("mean")
+        arch["runs"] = [{**arch["runs"][0], "IR@1": 10.0}, {**arch["runs"][1], "IR@1": 13.0}]
+    write(tmp_path, "mdm", data)
+    df = load_frame(tmp_path)
+    ir1 = df[(df["track"] == "hard") & df["source"] & (df["metric"] == "IR@1")]["value"]
+    assert ir1.tolist() == [11.5]
+
+
+# ----------------------------------------------------------------------------------------------- tables
+
+
+def test_retrieval_table_layout_values_and_bold(frame: pd.DataFrame) -> None:
+    table = retrieval_table(frame, "hard")
+    assert table is not None
+    metrics = ["IR@1", "IR@5", "IR@10", "TR@1", "TR@5", "TR@10", "Mean"]
+    assert table.columns[:2] == [("", "Pairs"), ("", "Method")]
+    assert table.columns[2:] == [(d, m) for d in ("Flickr8k", "COCO") for m in metrics]
+    labels = [(r[0].text, r[1].text) for r in table.rows]
+    assert labels == [
+        ("100", "Random"),
+        ("", "LoRS"),
+        ("", "MDM"),
+        ("200", "Random"),
+        ("", "LoRS"),
+        ("", "MDM"),
+        ("all", "Full data"),
+    ]
+    cell = table.find_row("100", "LoRS")[table.column("Flickr8k", "TR@5")]
+    mean, std = seed_stats("lors", "flickr8k", 100, "TR@5")
+    assert cell.mean == pytest.approx(mean) and cell.std == pytest.approx(1.0) == pytest.approx(std)
+    assert cell.plain() == f"{mean:.1f} ± 1.0"
+    # MDM is best everywhere at budget 100; bold marks exactly that row
+    for label, bold in (("Random", False), ("LoRS", False), ("MDM", True)):
+        row = table.find_row("100", label)
+        assert all(c.bold == bold for c in row[2:]), label
+    # mdm never ran on coco at 200: shown as missing, not dropped; LoRS best there
+    mdm_200 = table.find_row("200", "MDM")
+    assert mdm_200[table.column("COCO", "Mean")].plain() == MISSING
+    assert mdm_200[table.column("Flickr8k", "Mean")].plain() != MISSING
+    assert table.find_row("200", "LoRS")[table.column("COCO", "Mean")].bold
+    # one seed only: no std, flagged as fewer seeds
+    lors_coco = table.find_row("200", "LoRS")[table.column("COCO", "IR@1")]
+    assert lors_coco.std is None or math.isnan(lors_coco.std)
+    assert lors_coco.marks and any("Fewer than 3 seeds" in n for n in table.notes)
+    full = table.rows[-1][table.column("COCO", "Mean")]
+    assert full.mean == pytest.approx(seed_stats("full-data", "coco", 0, "mean", seeds=(0, 1))[0])
+    assert not any(c.bold or c.marks for c in table.rows[-1])  # the reference: 2 seeds of its own
+    assert any(n.startswith("Full data") and "2 seeds" in n for n in table.notes)
+    assert "hard track" in table.caption and "syn" in table.caption and "3 seeds" in table.caption
+
+
+def test_native_track_marks_methods_that_used_extras(frame: pd.DataFrame) -> None:
+    table = retrieval_table(frame, "native")
+    assert table is not None
+    assert table.find_row("100", "LoRS")[1].marks == EXTRAS
+    assert table.find_row("100", "MDM")[1].marks == ""
+    assert any(n.startswith(EXTRAS) and "learned_lr, similarity" in n for n in table.notes)
+    assert EXTRAS not in "".join(c.marks for r in retrieval_table(frame, "hard").rows for c in r)
+
+
+def test_cross_architecture_table(frame: pd.DataFrame) -> None:
+    table = cross_arch_table(frame, "hard")
+    assert table is not None
+    assert table.columns[2:7] == [
+        ("Flickr8k", "bert", "nfnet_l0"),
+        ("Flickr8k", "bert", "nf_resnet50"),
+        ("Flickr8k", "distilbert", "nfnet_l0"),
+        ("Flickr8k", "distilbert", "nf_resnet50"),
+        ("Flickr8k", "", "Mean"),
+    ]
+    row = table.find_row("100", "MDM")
+    source = row[table.columns.index(("Flickr8k", "bert", "nfnet_l0"))]
+    assert SOURCE in source.marks and source.plain().startswith(
+        f"{seed_stats('mdm', 'flickr8k', 100, 'mean')[0]:.1f}*"
+    )
+    unseen = statistics.fmean(seed_stats("mdm", "flickr8k", 100, "mean", pair=p)[0] for p in (1, 2, 3))
+    assert row[table.columns.index(("Flickr8k", "", "Mean"))].mean == pytest.approx(unseen)
+    assert row[table.columns.index(("Flickr8k", "", "Mean"))].bold
+    assert table.find_row("200", "MDM")[table.columns.index(("COCO", "", "Mean"))].plain() == MISSING
+
+
+def test_timing_table_saving_against_baseline(frame: pd.DataFrame) -> None:
+    timing = {t.name: t for t in build_tables(frame, "hard", baseline="lors")}["timing_flickr8k"]
+    headers = [c[0] for c in timing.columns]
+    assert headers[:5] == ["# Pairs", "Method", "Time/iter (s)", "# iter till best", "Total (min)"]
+    mdm = timing.find_row("100", "MDM")
+    total = mdm[timing.column("Total (min)")]
+    assert total.mean == pytest.approx(1.7 * 200 / 60)
+    assert total.plain() == "5.67 (↓92%)"  # LoRS: 5.0 s x 850 iterations = 70.83 min
+    assert mdm[timing.column("# iter till best")].plain() == "200"
+    lors = timing.find_row("100", "LoRS")
+    assert lors[timing.column("# iter till best")].plain() == "850"
+    assert lors[timing.column("Total (min)")].change is None  # the baseline itself
+    assert timing.find_row("100", "Random")[timing.column("Time/iter (s)")].plain() == MISSING
+    assert "Storage (MB)" in headers
+
+
+def test_ablation_table(frame: pd.DataFrame) -> None:
+    (table,) = ablation_tables(frame, "hard")
+    assert table.name == "ablation_data_init_hard"
+    assert [c[0] for c in table.columns] == ["Variant", "IR", "TR", "Mean"]
+    assert [r[0].text for r in table.rows] == ["noise", "random", "kmeans"]  # the files' order
+    ir = statistics.fmean(
+        statistics.fmean(arch_entry("mdm", "flickr8k", 100, s, 0)["mean"][m] for m in METRICS[:3])
+        for s in (0, 1)
+    )
+    kmeans = table.find_row("kmeans")
+    assert kmeans[1].mean == pytest.approx(ir) and kmeans[1].std == pytest.approx(math.sqrt(0.5))
+    assert table.find_row("noise")[3].mean == pytest.approx(
+        seed_stats("mdm", "flickr8k", 100, "mean", seeds=(0, 1))[0] - 20
+    )
+    assert all(c.bold for c in kmeans[1:]) and not any(c.bold for c in table.find_row("random")[1:])
+    assert "Flickr8k with 100 pairs" in table.caption
+
+
+def test_ablation_cells_stay_out_of_the_main_tables(frame: pd.DataFrame) -> None:
+    table = retrieval_table(frame, "hard")
+    cell = table.find_row("100", "MDM")[table.column("Flickr8k", "Mean")]
+    assert cell.mean == pytest.approx(seed_stats("mdm", "flickr8k", 100, "mean")[0])
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def test_write_report_writes_every_format(runs: Path, tmp_path: Path) -> None:
+    paths = write_report(runs, tmp_path, track="hard", baseline="lors")
+    names = {p.relative_to(tmp_path).as_posix() for p in paths}
+    for name in (
+        "results.csv",
+        "syn/retrieval_hard.tex",
+        "syn/cross_arch_hard.tex",
+        "syn/timing_flickr8k.tex",
+        "syn/timing_coco.tex",
+        "syn/ablation_data_init_hard.tex",
+        "syn/report_hard.tex",
+        "syn/report_hard.md",
+    ):
+        assert name in names, name
+    csv = pd.read_csv(tmp_path / "results.csv")
+    assert tuple(csv.columns) == COLUMNS and len(csv) == len(load_frame(runs))
+    for stem in ("recall_vs_budget_hard", "time_vs_recall_hard", "cross_arch_hard"):
+        png, pdf = tmp_path / "syn" / f"{stem}.png", tmp_path / "syn" / f"{stem}.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5000
+    tex = (tmp_path / "syn" / "retrieval_hard.tex").read_text()
+    assert r"\toprule" in tex and r"\cmidrule(lr){3-9}" in tex and r"\textbf{" in tex and "$\\pm$" in tex
+    assert r"\multicolumn{7}{c}{Flickr8k}" in tex and " -- " in tex
+    timing_tex = (tmp_path / "syn" / "timing_flickr8k.tex").read_text()
+    assert r"5.67 ($\downarrow$\,92\%)" in timing_tex
+    wrapper = (tmp_path / "syn" / "report_hard.tex").read_text()
+    assert r"\documentclass" in wrapper and r"\input{retrieval_hard}" in wrapper
+    assert "recall_vs_budget_hard.pdf" in wrapper
+    md = (tmp_path / "syn" / "report_hard.md").read_text()
+    assert "| Pairs | Method | Flickr8k IR@1 |" in md and "![" in md and "–" in md
+
+
+def test_formats_are_chosen(runs: Path, tmp_path: Path) -> None:
+    paths = write_report(runs, tmp_path, formats=["csv"], track="native")
+    assert [p.name for p in paths] == ["results.csv"]
+    assert parse_formats("latex, markdown") == ["latex", "markdown"]
+    with pytest.raises(MddError, match="Unknown format 'pdf'"):
+        parse_formats("latex,pdf")
+
+
+def test_missing_track_is_an_error(tmp_path: Path) -> None:
+    data = result("mdm", "flickr8k", 100, 0)
+    del data["evaluation"]["native"]
+    write(tmp_path / "runs", "mdm", data)
+    with pytest.raises(MddError, match="No 'native' track results .*tracks there: hard"):
+        write_report(tmp_path / "runs", tmp_path / "out", formats=["csv"], track="native")
+
+
+def test_unknown_baseline_is_an_error(runs: Path, tmp_path: Path) -> None:
+    with pytest.raises(MddError, match="Did you mean 'lors'"):
+        write_report(runs, tmp_path, formats=["csv"], baseline="lros")
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def cli_error(*args: str | Path) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+def test_cli_empty_runs_folder(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    line = cli_error("report", "--runs", tmp_path / "runs", "--out", tmp_path / "out")
+    assert "No result files under" in line and "mdd-bench run" in line
+
+
+def test_cli_corrupt_result_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "mdm", result("mdm", "flickr8k", 100, 0))
+    path.write_text('{"schema": 1, "method": ')
+    line = cli_error("report", "--runs", tmp_path, "--out", tmp_path / "out")
+    assert str(path) in line and "corrupt" in line
+
+
+def test_cli_report_writes_and_lists_files(runs: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["report", "--runs", str(runs), "--out", str(tmp_path), "--format", "markdown,csv"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "results.csv" in result.stdout and "report_hard.md" in result.stdout
+    assert not (tmp_path / "syn" / "retrieval_hard.tex").exists()
+
+
+def test_reader_knows_the_runner_schema() -> None:
+    from mdd_bench.results import SCHEMA
+    from mdd_bench.runner import RESULT_SCHEMA
+
+    assert SCHEMA == RESULT_SCHEMA

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -43,8 +44,9 @@ def _new_figure(width: float, height: float) -> Figure:
 def _save(fig: Figure, folder: Path, stem: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{stem}.png", folder / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
+    with rc_context({"pdf.fonttype": 42}):  # TrueType in the PDF: what paper submission systems ask for
+        fig.savefig(paths[0], dpi=150)
+        fig.savefig(paths[1])
     return paths
 
 

@@ -70,7 +70,7 @@ def _bold_best(table: Table, rows: list[int], columns: range | list[int]) -> Non
 
 def _seeds_text(n_max: int, spread: bool = True) -> str:
     if n_max <= 1:
-        return "One seed."
+        return "One seed"
     return f"{'Mean ± std' if spread else 'Mean'} over {n_max} seeds"
 
 
@@ -166,9 +166,8 @@ def retrieval_table(frame: pd.DataFrame, track: str) -> Table | None:
 
 def _encoder_order(df: pd.DataFrame, column: str) -> list[str]:
     """Source encoder first, then the others in the order the evaluator ran them."""
-    source = df.loc[df["source"], column]
-    names = list(dict.fromkeys(df[column]))
-    return [s for s in dict.fromkeys(source)] + [n for n in names if n not in set(source)]
+    first = list(dict.fromkeys(df.loc[df["source"], column]))
+    return first + [n for n in dict.fromkeys(df[column]) if n not in first]
 
 
 def cross_arch_table(frame: pd.DataFrame, track: str) -> Table | None:
@@ -185,7 +184,7 @@ def cross_arch_table(frame: pd.DataFrame, track: str) -> Table | None:
     unseen = [p for p in pairs if p != (source[1], source[0])]
     methods, budgets, datasets = _grid(frame)
     stats = _agg(df, ["dataset", "budget", "method", "text_encoder", "image_encoder"])
-    per_seed = df[df[["text_encoder", "image_encoder"]].apply(tuple, axis=1).isin(unseen)]
+    per_seed = df[[p in unseen for p in zip(df["text_encoder"], df["image_encoder"], strict=True)]]
     unseen_mean = per_seed.groupby(["dataset", "budget", "method", "seed"])["value"].agg(
         lambda v: v.mean() if v.notna().sum() == len(unseen) else math.nan
     )

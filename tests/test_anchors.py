@@ -18,7 +18,7 @@ def test_corpus_is_deterministic_and_labelled():
     assert torch.equal(a_img, b_img) and torch.equal(a_lab, b_lab)
     assert not torch.equal(a_img, c_img)
     assert a_img.shape == (64, 3, 32, 32) and a_img.dtype == torch.uint8
-    assert 0 <= int(a_lab.min()) and int(a_lab.max()) < NUM_CLASSES
+    assert int(a_lab.min()) >= 0 and int(a_lab.max()) < NUM_CLASSES
     assert len(a_lab.unique()) > 10
 
 

@@ -87,27 +87,35 @@ class RandomCoreset(Method):
         return ctx.coreset(chosen, method=self.name)
 
 
-class HerdingCoreset(Method):
+class _FeatureCoreset(Method):
+    """A greedy selection on the reference model's pair features."""
+
+    family = "coreset"
+    artifacts = ("text_features", "reference_model")
+    hparams_class = FeatureHParams
+
+    def select(self, ctx: DistillContext, z: torch.Tensor, budget: int) -> list[int]:
+        raise NotImplementedError
+
+    def distill(self, ctx: DistillContext, budget: int) -> DistilledSet:
+        chosen = self.select(ctx, pair_features(ctx, self.hparams.features), budget)
+        return ctx.coreset(chosen, method=self.name, features=self.hparams.features)
+
+
+class HerdingCoreset(_FeatureCoreset):
     name = "herding"
-    family = "coreset"
-    artifacts = ("text_features", "reference_model")
-    hparams_class = FeatureHParams
 
-    def distill(self, ctx: DistillContext, budget: int) -> DistilledSet:
-        chosen = herding(pair_features(ctx, self.hparams.features), budget)
-        return ctx.coreset(chosen, method=self.name, features=self.hparams.features)
+    def select(self, ctx: DistillContext, z: torch.Tensor, budget: int) -> list[int]:
+        return herding(z, budget)
 
 
-class KCenterCoreset(Method):
+class KCenterCoreset(_FeatureCoreset):
     name = "k-center"
-    family = "coreset"
-    artifacts = ("text_features", "reference_model")
-    hparams_class = FeatureHParams
 
-    def distill(self, ctx: DistillContext, budget: int) -> DistilledSet:
-        chosen, radius = k_center(pair_features(ctx, self.hparams.features), budget)
+    def select(self, ctx: DistillContext, z: torch.Tensor, budget: int) -> list[int]:
+        chosen, radius = k_center(z, budget)
         ctx.stats.extra["coverage_radius"] = radius
-        return ctx.coreset(chosen, method=self.name, features=self.hparams.features)
+        return chosen
 
 
 class ForgettingCoreset(Method):

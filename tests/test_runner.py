@@ -19,7 +19,10 @@ def test_run_writes_results_and_skips_finished_cells(tmp_path):
     first = CliRunner().invoke(cli, [*RUN, "--methods", "random,k-center", "--out", str(out)])
     assert first.exit_code == 0, first.output
     results = sorted(out.glob("smoke/shapes/*/b*-s*.json"))
-    assert {p.parent.name for p in results} == {"random", "k-center"}
+    # k-center needed the full-data reference, so its upper bound is published for the report too
+    assert {p.parent.name for p in results} == {"random", "k-center", "full-data"}
+    upper = json.loads(next(p for p in results if p.parent.name == "full-data").read_text())
+    assert upper["method"] == "full-data" and upper["evaluation"]["hard"]["archs"][0]["source"]
     assert len(list(out.glob("smoke/shapes/*/sets/b10-s0.safetensors"))) == 2
     result = json.loads((out / "smoke" / "shapes" / "random" / "b10-s0.json").read_text())
     for key in ("protocol_hash", "versions", "distill", "evaluation", "storage_bytes", "hparams", "seed"):

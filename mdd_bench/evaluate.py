@@ -151,11 +151,11 @@ class Evaluator:
         recipe, used = self.recipe_for(distilled, track)
         result = EvalResult(track, split, used, asdict(recipe))
         for image_encoder, text_encoder in arch_grid(self.protocol, archs):
+            self._check_text_dim(distilled, text_encoder, split)
             seeds = [seed * 1000 + r for r in range(reps)]
             runs = []
             for s in seeds:
                 model = self.train_on(distilled, image_encoder, s, track)
-                self._check_text_dim(distilled, text_encoder, split)
                 runs.append(self.score(model, split, text_encoder))
             is_source = (image_encoder, text_encoder) == (
                 self.protocol.image.source,

@@ -19,6 +19,7 @@ import torch
 from mdd_bench.api import DistillContext, HParams, Method
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError
+from mdd_bench.evaluate import random_pairs
 from mdd_bench.references import forgetting_counts
 from mdd_bench.training import embed_images, embed_texts
 
@@ -82,9 +83,7 @@ class RandomCoreset(Method):
     artifacts = ("text_features",)
 
     def distill(self, ctx: DistillContext, budget: int) -> DistilledSet:
-        n = ctx.dataset.train.num_captions
-        chosen = np.sort(ctx.rng.choice(n, size=budget, replace=False))
-        return ctx.coreset(chosen, method=self.name)
+        return random_pairs(ctx.dataset, ctx.text_embeddings("train"), ctx.protocol, budget, ctx.seed)
 
 
 class _FeatureCoreset(Method):

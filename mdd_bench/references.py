@@ -99,7 +99,9 @@ class FullDataReference:
 
 def reference_folder(evaluator: Evaluator) -> Path:
     p, ds = evaluator.protocol, evaluator.dataset
-    key = stable_hash([p.hash, ds.fingerprint(), REFERENCE_VERSION])
+    # Only what shapes this training run: changing, say, the expert settings must not retrain it.
+    settings = {k: v for k, v in p.to_dict().items() if k in ("data", "image", "text", "model", "eval")}
+    key = stable_hash([settings, ds.fingerprint(), REFERENCE_VERSION])
     return cache_dir("references") / f"{p.name}-{ds.name}-{key}"
 
 

@@ -18,7 +18,7 @@ def retrieval_ranks(
     image_emb: torch.Tensor,
     text_emb: torch.Tensor,
     caption_image: torch.Tensor | np.ndarray,
-    chunk: int = 512,
+    chunk: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(image ranks for TR, caption ranks for IR), 0-based; embeddings are compared by dot product."""
     image_emb = image_emb.float()
@@ -32,12 +32,24 @@ def retrieval_ranks(
         gt = sims.gather(1, owner[start : start + chunk, None])
         caption_ranks[start : start + chunk] = (sims > gt).sum(1).cpu()
 
+    # Captions of each image as a padded index table, so a chunk gathers its ground-truth scores
+    # without an images x captions mask.
+    counts = torch.bincount(owner, minlength=n_img)
+    if int(counts.min()) == 0:
+        raise ValueError("every image needs at least one caption")
+    order = torch.argsort(owner, stable=True)
+    slot = torch.arange(n_txt, device=owner.device) - torch.repeat_interleave(
+        torch.cumsum(counts, 0) - counts, counts
+    )
+    table = torch.full((n_img, int(counts.max())), -1, dtype=torch.long, device=owner.device)
+    table[owner[order], slot] = order
+
     image_ranks = torch.empty(n_img, dtype=torch.long)
     for start in range(0, n_img, chunk):
         sims = image_emb[start : start + chunk] @ text_emb.T
-        rows = torch.arange(start, min(start + chunk, n_img), device=sims.device)
-        is_gt = owner[None, :] == rows[:, None]
-        best_gt = sims.masked_fill(~is_gt, float("-inf")).max(1, keepdim=True).values
+        caps = table[start : start + chunk]
+        gt = sims.gather(1, caps.clamp(min=0)).masked_fill(caps < 0, float("-inf"))
+        best_gt = gt.max(1, keepdim=True).values
         image_ranks[start : start + chunk] = (sims > best_gt).sum(1).cpu()
     return image_ranks, caption_ranks
 
@@ -50,7 +62,7 @@ def retrieval_metrics(
     image_emb: torch.Tensor,
     text_emb: torch.Tensor,
     caption_image: torch.Tensor | np.ndarray,
-    chunk: int = 512,
+    chunk: int = 256,
 ) -> dict[str, float]:
     image_ranks, caption_ranks = retrieval_ranks(image_emb, text_emb, caption_image, chunk)
     out = {f"IR@{k}": recall_at(caption_ranks, k) for k in KS}

@@ -121,3 +121,16 @@ def test_forgetting_counts_follow_toneva():
     assert np.isinf(counts[1])  # never learned
     assert counts[2] == 1
     assert counts[3] == 0
+
+
+def test_reference_key_follows_only_the_settings_that_shape_it(smoke):
+    import dataclasses
+
+    from mdd_bench.references import reference_folder
+
+    protocol, dataset, evaluator, _ = smoke
+    base = reference_folder(evaluator)
+    experts = dataclasses.replace(protocol, experts=dataclasses.replace(protocol.experts, epochs=9))
+    assert reference_folder(Evaluator(experts, dataset, progress=False)) == base
+    ev = dataclasses.replace(protocol, eval=dataclasses.replace(protocol.eval, lr_img=0.01))
+    assert reference_folder(Evaluator(ev, dataset, progress=False)) != base

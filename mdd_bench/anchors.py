@@ -20,9 +20,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .cache import atomic_write, cache_dir, stable_hash
-from .data.shapes import COLOURS, GENERATOR_VERSION, SHAPES, SIZES, Scene, SceneObject, render
+from .data.shapes import COLOURS, GENERATOR_VERSION, SHAPES, SIZES, Scene, SceneObject, render, sample_scene
 from .models import create_image_encoder
 from .protocol import Protocol
+from .training import normaliser
 
 ANCHOR_VERSION = 1
 NUM_CLASSES = len(SHAPES) * len(COLOURS)
@@ -30,14 +31,12 @@ NUM_CLASSES = len(SHAPES) * len(COLOURS)
 
 def classification_corpus(count: int, resolution: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images [n, 3, R, R] of one object each, and its shape x colour label."""
-    from .data.shapes import _sample_scene
-
     rng = np.random.default_rng([seed, 7, GENERATOR_VERSION])
     images = np.empty((count, 3, resolution, resolution), dtype=np.uint8)
     labels = np.empty(count, dtype=np.int64)
     shapes, colours = list(SHAPES), list(COLOURS)
     for i in range(count):
-        backdrop = _sample_scene(rng)
+        backdrop = sample_scene(rng)
         shape, colour = int(rng.integers(len(shapes))), int(rng.integers(len(colours)))
         size = str(rng.choice(list(SIZES)))
         radius = SIZES[size][0] / 2
@@ -47,12 +46,6 @@ def classification_corpus(count: int, resolution: int, seed: int) -> tuple[torch
         images[i] = np.asarray(render(scene, resolution, rng)).transpose(2, 0, 1)
         labels[i] = shape * len(colours) + colour
     return torch.from_numpy(images), torch.from_numpy(labels)
-
-
-def normalise(pixels: torch.Tensor, protocol: Protocol) -> torch.Tensor:
-    mean = torch.tensor(protocol.data.mean).view(1, 3, 1, 1)
-    std = torch.tensor(protocol.data.std).view(1, 3, 1, 1)
-    return (pixels.float() / 255.0 - mean) / std
 
 
 def anchor_key(name: str, protocol: Protocol) -> str:
@@ -74,6 +67,7 @@ def train_anchor(name: str, protocol: Protocol, progress: bool = True) -> dict[s
     encoder = create_image_encoder(name, "none", resolution=resolution)
     head = nn.Linear(int(encoder.num_features), NUM_CLASSES)
     pixels, labels = classification_corpus(spec.anchor_images, resolution, spec.anchor_seed)
+    normalise = normaliser(protocol)
     params = list(encoder.parameters()) + list(head.parameters())
     optimiser = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-4)
     batch = min(128, len(labels))
@@ -87,7 +81,7 @@ def train_anchor(name: str, protocol: Protocol, progress: bool = True) -> dict[s
         order = torch.randperm(len(labels), generator=generator)
         for b in range(per_epoch):
             idx = order[b * batch : (b + 1) * batch]
-            x = normalise(pixels[idx], protocol)
+            x = normalise(pixels[idx])
             flip = torch.rand(len(idx), generator=generator) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
             loss = F.cross_entropy(head(encoder(x)), labels[idx])

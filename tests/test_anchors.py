@@ -9,6 +9,7 @@ import torch
 from mdd_bench import anchors
 from mdd_bench.anchors import NUM_CLASSES, anchor_path, classification_corpus, ensure_anchor
 from mdd_bench.protocol import load_protocol
+from mdd_bench.training import normaliser
 
 
 def test_corpus_is_deterministic_and_labelled():
@@ -36,7 +37,7 @@ def test_anchor_is_trained_once_and_keyed_by_its_recipe(monkeypatch):
 def test_anchor_features_separate_classes_better_than_random_init():
     protocol = load_protocol("smoke")
     images, labels = classification_corpus(400, 32, seed=12345)
-    x = anchors.normalise(images, protocol)
+    x = normaliser(protocol)(images)
 
     def centroid_accuracy(encoder) -> float:
         with torch.no_grad():

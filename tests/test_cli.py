@@ -81,7 +81,7 @@ def test_prepare_twice_second_is_cache_hit(tmp_path: Path, monkeypatch: pytest.M
     assert calls["generate"] == 1 and calls["read"] == 120 + 30 + 30
     rows = {line.split()[0]: line.split()[1:] for line in first.splitlines() if line.split()[:1]}
     assert rows["train"] == ["120", "600"] and rows["val"] == ["30", "150"] and rows["test"] == ["30", "150"]
-    assert set(stage_seconds(first)) == {"generate", "images", "text:minilm", "text:minilm-l3"}
+    assert set(stage_seconds(first)) == {"generate", "images", "text:minilm"}
     assert str(tmp_path / "shapes") in first and "resolution: 32" in first
 
     calls.update(generate=0, encoder=0, read=0)

@@ -28,8 +28,6 @@ from .protocol import Protocol
 
 # Shared artifacts a method may declare; the runner prepares them before timing the distillation.
 ARTIFACTS = ("text_features", "anchor", "reference_model", "experts")
-# What this version can build.
-AVAILABLE_ARTIFACTS = ARTIFACTS
 
 
 @dataclass
@@ -72,7 +70,8 @@ class Method:
 
     @classmethod
     def missing_artifacts(cls) -> list[str]:
-        return [a for a in cls.artifacts if a not in AVAILABLE_ARTIFACTS]
+        """Declared artifacts this version of mdd-bench cannot build (a plugin ahead of the harness)."""
+        return [a for a in cls.artifacts if a not in ARTIFACTS]
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family, "hparams": dataclasses.asdict(self.hparams)}

@@ -71,7 +71,7 @@ def list_methods_cmd() -> None:
     rows = []
     for name, cls in list_methods().items():
         missing = cls.missing_artifacts()
-        status = "available" if not missing else f"needs {', '.join(missing)} (not built yet)"
+        status = "available" if not missing else f"needs unknown artifact {', '.join(missing)}"
         rows.append([name, cls.family, ", ".join(cls.artifacts) or "-", status, cls.__module__])
     click.echo(tabulate(rows, headers=["method", "family", "artifacts", "status", "module"]))
 
@@ -218,7 +218,7 @@ def run_cmd(
             missing = list_methods()[name].missing_artifacts()
             if missing:
                 raise MddError(
-                    f"Method '{name}' needs {', '.join(missing)}, which this version cannot build yet."
+                    f"Method '{name}' needs {', '.join(missing)}, which this version cannot build."
                 )
     else:
         names = [n for n, cls in list_methods().items() if not cls.missing_artifacts()]

@@ -182,18 +182,22 @@ class Evaluator:
             )
 
 
+def check_budget(dataset: PairDataset, budget: int) -> None:
+    if budget > dataset.train.num_captions:
+        raise MddError(
+            f"Budget {budget} is larger than the {dataset.train.num_captions} training pairs of "
+            f"{dataset.name}. Use a smaller --budgets value."
+        )
+
+
 def random_pairs(
     dataset: PairDataset, text_emb: np.ndarray, protocol: Protocol, budget: int, seed: int
 ) -> DistilledSet:
     """N real training pairs drawn uniformly without replacement: the weakest sensible baseline."""
     from .training import normaliser
 
+    check_budget(dataset, budget)
     train = dataset.train
-    if budget > train.num_captions:
-        raise MddError(
-            f"Budget {budget} is larger than the {train.num_captions} training pairs of "
-            f"{dataset.name}. Use a smaller --budgets value."
-        )
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(train.num_captions, size=budget, replace=False))
     images = normaliser(protocol)(train.images.get(train.caption_image[idx]))

@@ -247,5 +247,4 @@ def ensure_experts(
         scores[f"val_mean_epoch{config.epochs}"] = evaluator.score(model, "val")["mean"]
         manifest["experts"][str(expert)] = {"complete": True, "seed": 10_000 + expert, **scores}
         atomic_write_json(manifest_path, manifest)
-    atomic_write_json(manifest_path, manifest)
     return ExpertStore(folder)

@@ -18,9 +18,10 @@ from safetensors.torch import load_file, save_file
 
 from .anchors import pretrained_image_encoder
 from .cache import atomic_save_npy, atomic_write, atomic_write_json, cache_dir, stable_hash
-from .data.pairs import Split
+from .data.pairs import PairDataset, Split
 from .evaluate import ArchResult, Evaluator
 from .models.dual import DualEncoder
+from .protocol import Protocol
 from .training import RealPairs, Recipe, embed_images, embed_texts, fresh_model, train_dual
 
 REFERENCE_VERSION = 1
@@ -97,8 +98,7 @@ class FullDataReference:
         return model.eval()
 
 
-def reference_folder(evaluator: Evaluator) -> Path:
-    p, ds = evaluator.protocol, evaluator.dataset
+def reference_folder(p: Protocol, ds: PairDataset) -> Path:
     # Only what shapes this training run: changing, say, the expert settings must not retrain it.
     settings = {k: v for k, v in p.to_dict().items() if k in ("data", "image", "text", "model", "eval")}
     key = stable_hash([settings, ds.fingerprint(), REFERENCE_VERSION])
@@ -107,7 +107,7 @@ def reference_folder(evaluator: Evaluator) -> Path:
 
 def full_data_reference(evaluator: Evaluator, progress: bool = True) -> FullDataReference:
     """Train on every training pair with the evaluation recipe (full_data_epochs), R repetitions."""
-    folder = reference_folder(evaluator)
+    folder = reference_folder(evaluator.protocol, evaluator.dataset)
     result_path = folder / "result.json"
     if result_path.exists():
         return FullDataReference(folder, json.loads(result_path.read_text()))

@@ -5,6 +5,7 @@ written as one result JSON. A cell whose result exists is skipped, so an interru
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import subprocess
@@ -21,9 +22,10 @@ from .api import DistillContext, Method
 from .cache import atomic_write_json
 from .data import load_dataset
 from .errors import MddError
-from .evaluate import TRACKS
+from .evaluate import TRACKS, check_budget
 from .protocol import Protocol
 from .registry import get_method
+from .results import FULL_DATA, read_result
 
 RESULT_SCHEMA = 1
 
@@ -122,12 +124,7 @@ def run_cell(
     ctx: DistillContext,
 ) -> dict[str, Any]:
     """Prepare artifacts (untimed), distil (timed, peak memory), save the set, evaluate every track."""
-    train_pairs = ctx.dataset.train.num_captions
-    if cell.budget > train_pairs:
-        raise MddError(
-            f"Budget {cell.budget} is larger than the {train_pairs} training pairs of {cell.dataset}. "
-            "Use a smaller --budgets value."
-        )
+    check_budget(ctx.dataset, cell.budget)
     ctx.prepare(method.artifacts)
     with PeakMemory(ctx.device) as memory:
         start = time.perf_counter()
@@ -202,7 +199,7 @@ def run_grid(protocol: Protocol, config: RunConfig, log=print) -> list[dict[str,
                     path = cell.path(config.out, proto)
                     if path.exists():
                         log(f"skip {name} {dataset_name} budget={budget} seed={seed}: {path} exists")
-                        results.append(_read(path))
+                        results.append(read_result(path))
                         continue
                     if dataset is None:
                         dataset = load_dataset(dataset_name, proto, config.data_root)
@@ -222,15 +219,12 @@ def publish_full_data(protocol: Protocol, dataset, config: RunConfig, log=print)
 
     It is never trained here: only methods that need the reference model pay for it.
     """
-    from .evaluate import Evaluator
     from .references import reference_folder
-    from .results import FULL_DATA
 
-    folder = reference_folder(Evaluator(protocol, dataset, progress=False))
-    source = folder / "result.json"
+    source = reference_folder(protocol, dataset) / "result.json"
     if not source.exists():
         return None
-    ref = _read(source)
+    ref = json.loads(source.read_text())
     path = Cell(FULL_DATA, dataset.name, ref["pairs"], 0).path(config.out, protocol)
     if path.exists():
         return path
@@ -257,15 +251,6 @@ def publish_full_data(protocol: Protocol, dataset, config: RunConfig, log=print)
     atomic_write_json(path, result)
     log(f"full-data upper bound written to {path}")
     return path
-
-
-def _read(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise MddError(f"Result file '{path}' is corrupt ({exc}). Delete it to rerun that cell.") from None
 
 
 def summary_rows(results: list[dict[str, Any]], tracks: list[str]) -> list[list[Any]]:

@@ -129,8 +129,9 @@ def test_reference_key_follows_only_the_settings_that_shape_it(smoke):
     from mdd_bench.references import reference_folder
 
     protocol, dataset, evaluator, _ = smoke
-    base = reference_folder(evaluator)
+    base = reference_folder(protocol, dataset)
+    assert base == reference_folder(evaluator.protocol, evaluator.dataset)
     experts = dataclasses.replace(protocol, experts=dataclasses.replace(protocol.experts, epochs=9))
-    assert reference_folder(Evaluator(experts, dataset, progress=False)) == base
+    assert reference_folder(experts, dataset) == base
     ev = dataclasses.replace(protocol, eval=dataclasses.replace(protocol.eval, lr_img=0.01))
-    assert reference_folder(Evaluator(ev, dataset, progress=False)) != base
+    assert reference_folder(ev, dataset) != base

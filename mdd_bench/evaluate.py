@@ -22,7 +22,7 @@ from .errors import MddError
 from .metrics import retrieval_metrics
 from .models.dual import DualEncoder
 from .protocol import Protocol
-from .training import Recipe, TensorPairs, embed_images, embed_texts, fresh_model, train_dual
+from .training import RealPairs, Recipe, TensorPairs, embed_images, embed_texts, fresh_model, train_dual
 
 TRACKS = ("hard", "native")
 
@@ -194,13 +194,9 @@ def random_pairs(
     dataset: PairDataset, text_emb: np.ndarray, protocol: Protocol, budget: int, seed: int
 ) -> DistilledSet:
     """N real training pairs drawn uniformly without replacement: the weakest sensible baseline."""
-    from .training import normaliser
-
     check_budget(dataset, budget)
-    train = dataset.train
     rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(train.num_captions, size=budget, replace=False))
-    images = normaliser(protocol)(train.images.get(train.caption_image[idx]))
-    texts = torch.from_numpy(np.asarray(text_emb[idx], dtype=np.float32))
+    idx = np.sort(rng.choice(dataset.train.num_captions, size=budget, replace=False))
+    images, texts = RealPairs(dataset.train, text_emb, protocol).batch(torch.from_numpy(idx))
     provenance = {"method": "random", "budget": budget, "seed": seed, "real_indices": idx.tolist()}
     return DistilledSet(images, texts, {}, provenance)

@@ -47,6 +47,9 @@ class Method:
     artifacts: ClassVar[tuple[str, ...]] = ()
     hparams_class: ClassVar[type[HParams]] = HParams
     defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    # True when the output does not depend on the distillation seed: `mdd-bench run` then runs the
+    # first seed only (and the report says so) instead of repeating identical work.
+    deterministic: ClassVar[bool] = False
 
     def __init__(self, hparams: HParams | None = None) -> None:
         self.hparams = hparams if hparams is not None else self.hparams_class()

@@ -171,6 +171,8 @@ def _int_list(text: str, option: str) -> list[int]:
         raise MddError(f"{option} takes comma-separated integers, got '{text}'.") from None
     if not values or (option == "--budgets" and any(v <= 0 for v in values)):
         raise MddError(f"{option} needs positive integers, got '{text}'.")
+    if option == "--seeds" and any(v < 0 for v in values):
+        raise MddError(f"--seeds needs non-negative integers, got '{text}'.")
     return values
 
 
@@ -181,7 +183,11 @@ def _int_list(text: str, option: str) -> list[int]:
 )
 @protocol_option
 @click.option("--budgets", default=None, help="Comma-separated pair budgets (default: the protocol's first).")
-@click.option("--seeds", default="0", show_default=True, help="Comma-separated distillation seeds.")
+@click.option(
+    "--seeds",
+    default=None,
+    help="Comma-separated distillation seeds (default: the protocol's; deterministic methods run the first).",
+)
 @click.option("--archs", type=click.Choice(["source", "all"]), default="source", show_default=True)
 @click.option("--tracks", default="hard,native", show_default=True)
 @click.option(
@@ -199,7 +205,7 @@ def run_cmd(
     datasets: str | None,
     protocol: str,
     budgets: str | None,
-    seeds: str,
+    seeds: str | None,
     archs: str,
     tracks: str,
     out: Path,
@@ -226,7 +232,7 @@ def run_cmd(
         methods=names,
         datasets=[d.strip() for d in (datasets or proto.data.dataset).split(",") if d.strip()],
         budgets=_int_list(budgets, "--budgets") if budgets else [proto.budgets[0]],
-        seeds=_int_list(seeds, "--seeds"),
+        seeds=_int_list(seeds, "--seeds") if seeds else list(proto.seeds),
         archs=archs,
         tracks=[t.strip() for t in tracks.split(",") if t.strip()],
         out=out,
@@ -250,7 +256,11 @@ def _metrics_table(rows: list[tuple[str, str, dict, dict]]) -> str:
     from .metrics import METRICS
 
     cols = [*METRICS, "mean"]
-    body = [[img, txt, *[f"{mean[c]:.1f} ± {std[c]:.1f}" for c in cols]] for img, txt, mean, std in rows]
+
+    def cell(m: float, s: float | None) -> str:
+        return f"{m:.1f}" if s is None else f"{m:.1f} ± {s:.1f}"
+
+    body = [[img, txt, *[cell(mean[c], std[c]) for c in cols]] for img, txt, mean, std in rows]
     return tabulate(body, headers=["image", "text", *cols])
 
 
@@ -290,10 +300,13 @@ def eval_cmd(
     ds = load_dataset(proto.data.dataset, proto, data_root)
     evaluator = Evaluator(proto, ds)
     if full_data:
-        ref = full_data_reference(evaluator)
-        r = ref.result
-        click.echo(f"full-data upper bound: {r['pairs']} pairs, {len(r['runs'])} repetitions")
-        click.echo(_metrics_table([(r["image_encoder"], r["text_encoder"], r["mean"], r["std"])]))
+        encoders = [proto.image.source] + (list(proto.image.unseen) if archs == "all" else [])
+        rows = []
+        for encoder in encoders:
+            r = full_data_reference(evaluator, image_encoder=encoder, repetitions=repetitions).result
+            click.echo(f"full-data {encoder}: {r['pairs']} pairs, {len(r['runs'])} repetitions")
+            rows.append((r["image_encoder"], r["text_encoder"], r["mean"], r["std"]))
+        click.echo(_metrics_table(rows))
         return
     if random_budget is not None:
         distilled = random_pairs(ds, evaluator.text_embeddings("train"), proto, random_budget, seed)
@@ -306,6 +319,82 @@ def eval_cmd(
         (a.image_encoder + ("*" if a.source else ""), a.text_encoder, a.mean, a.std) for a in result.archs
     ]
     click.echo(_metrics_table(rows))
+
+
+def _float_list(text: str, option: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise MddError(f"{option} takes comma-separated numbers, got '{text}'.") from None
+    if not values or any(v <= 0 for v in values):
+        raise MddError(f"{option} needs positive numbers, got '{text}'.")
+    return values
+
+
+def _bool_list(text: str, option: str) -> tuple[bool, ...]:
+    words = [v.strip().lower() for v in text.split(",") if v.strip()]
+    if not words or any(w not in ("true", "false") for w in words):
+        raise MddError(f"{option} takes a comma-separated list of true/false, got '{text}'.")
+    return tuple(w == "true" for w in words)
+
+
+@cli.command("tune-eval")
+@protocol_option
+@click.option("--dataset", default=None, help="Dataset (default: the protocol's).")
+@data_root_option
+@click.option("--lrs-img", default="0.1,0.03,0.01,0.003", show_default=True)
+@click.option("--lrs-txt", default="0.1,0.01", show_default=True)
+@click.option("--dsa", "dsa_values", default="false,true", show_default=True, help="DSA settings to try.")
+@click.option("--archs", type=click.Choice(["source", "all"]), default="all", show_default=True)
+@click.option("--seeds", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--stability-seeds", type=click.IntRange(min=2), default=10, show_default=True)
+@click.option("--budgets", default=None, help="Comma-separated budgets (default: the protocol's).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the scores and choices as JSON here.")  # fmt: skip
+def tune_eval_cmd(
+    protocol: str,
+    dataset: str | None,
+    data_root: Path | None,
+    lrs_img: str,
+    lrs_txt: str,
+    dsa_values: str,
+    archs: str,
+    seeds: int,
+    top: int,
+    stability_seeds: int,
+    budgets: str | None,
+    out: Path | None,
+) -> None:
+    """Choose each encoder pair's evaluation recipe on val (random real pairs, no method involved)."""
+    import time
+
+    from .cache import atomic_write_json
+    from .data import load_dataset
+    from .tuning import TuneConfig, Tuner, choices_json, recipes_toml
+
+    config = TuneConfig(
+        lrs_img=_float_list(lrs_img, "--lrs-img"),
+        lrs_txt=_float_list(lrs_txt, "--lrs-txt"),
+        dsa=_bool_list(dsa_values, "--dsa"),
+        archs=archs,
+        seeds=seeds,
+        top=top,
+        stability_seeds=stability_seeds,
+        budgets=tuple(_int_list(budgets, "--budgets")) if budgets else None,
+    )
+    proto = load_protocol(protocol)
+    proto = proto.with_dataset(dataset) if dataset else proto
+    ds = load_dataset(proto.data.dataset, proto, data_root)
+    start = time.perf_counter()
+    choices = Tuner(proto, ds, config, log=click.echo).run()
+    seconds = time.perf_counter() - start
+    command = f"mdd-bench tune-eval --protocol {protocol}"
+    click.echo(f"\ntuned in {seconds:.0f} s; paste into the protocol file's [eval] section:\n")
+    click.echo(recipes_toml(choices, command))
+    if out is not None:
+        atomic_write_json(out, choices_json(choices, config, seconds))
+        click.echo(f"scores written to {out}")
 
 
 @cli.command("report")
@@ -328,11 +417,20 @@ def eval_cmd(
 )
 @click.option("--track", type=click.Choice(["hard", "native"]), default="hard", show_default=True)
 @click.option("--baseline", default=None, help="Method the timing table's savings are measured against.")
-def report_cmd(runs: Path, out: Path, formats: str, track: str, baseline: str | None) -> None:
+@click.option(
+    "--interval",
+    type=click.Choice(["std", "ci95"]),
+    default="std",
+    show_default=True,
+    help="What ± shows: the std over seeds, or the 95% interval of the mean.",
+)
+def report_cmd(runs: Path, out: Path, formats: str, track: str, baseline: str | None, interval: str) -> None:
     """Tables (LaTeX, Markdown, CSV) and figures from the result files under --runs."""
     from .report import parse_formats, write_report
 
-    paths = write_report(runs, out, parse_formats(formats), track, baseline, log=click.echo)
+    paths = write_report(
+        runs, out, parse_formats(formats), track, baseline, log=click.echo, interval=interval
+    )
     for path in paths:
         click.echo(f"wrote {path}")
 

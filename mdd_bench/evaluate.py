@@ -4,6 +4,11 @@ Two tracks. `hard`: identity targets, InfoNCE, the protocol's learning rates, ex
 quality alone). `native`: the method's own extras (learned similarity with its loss, learned step
 sizes). Every result says which extras it used. Selection happens on val only; the reported number is
 the final epoch on test (the references pick the best of many test evaluations; we do not).
+
+Each (image encoder, text encoder) pair trains with its own recipe from the protocol (chosen on val by
+`mdd-bench tune-eval`). Training depends only on the image encoder and the recipe (the distilled texts
+live in the source text space), so one trained model is scored on every text encoder that shares its
+recipe. Repetition seeds differ between splits: a choice made on val never reuses a test seed.
 """
 
 from __future__ import annotations
@@ -25,6 +30,19 @@ from .protocol import Protocol
 from .training import RealPairs, Recipe, TensorPairs, embed_images, embed_texts, fresh_model, train_dual
 
 TRACKS = ("hard", "native")
+# Repetition r of distillation seed s trains with seed s * 1000 + offset + r.
+SEED_OFFSETS = {"test": 0, "val": 500}
+
+
+def repetition_seeds(seed: int, repetitions: int, split: str) -> list[int]:
+    if split not in SEED_OFFSETS:
+        raise MddError(f"Unknown split '{split}'. Use one of: {', '.join(SEED_OFFSETS)}.")
+    return [seed * 1000 + SEED_OFFSETS[split] + r for r in range(repetitions)]
+
+
+def sample_std(values: list[float]) -> float | None:
+    """Sample standard deviation (ddof=1); None for a single value, where it is undefined."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
 @dataclass
@@ -34,14 +52,15 @@ class ArchResult:
     seeds: list[int]
     runs: list[dict[str, float]]
     source: bool = False
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mean(self) -> dict[str, float]:
         return {k: float(np.mean([r[k] for r in self.runs])) for k in self.runs[0]}
 
     @property
-    def std(self) -> dict[str, float]:
-        return {k: float(np.std([r[k] for r in self.runs])) for k in self.runs[0]}
+    def std(self) -> dict[str, float | None]:
+        return {k: sample_std([r[k] for r in self.runs]) for k in self.runs[0]}
 
     def to_dict(self) -> dict[str, Any]:
         return dict(asdict(self), mean=self.mean, std=self.std)
@@ -92,15 +111,18 @@ class Evaluator:
 
     # ------------------------------------------------------------------ pieces
 
-    def recipe_for(self, distilled: DistilledSet, track: str) -> tuple[Recipe, list[str]]:
+    def recipe_for(
+        self, distilled: DistilledSet, track: str, image: str | None = None, text: str | None = None
+    ) -> tuple[Recipe, list[str]]:
+        """The encoder pair's recipe (the source pair by default) and the extras the track uses."""
         if track not in TRACKS:
             raise MddError(f"Unknown track '{track}'. Use one of: {', '.join(TRACKS)}.")
-        recipe = Recipe.from_eval(self.protocol)
+        recipe = Recipe.from_eval(self.protocol, image, text)
         used: list[str] = []
         if track == "native":
             lrs = distilled.learned_lrs()
             if lrs is not None:
-                recipe = Recipe.from_eval(self.protocol, lr_img=lrs[0], lr_txt=lrs[1])
+                recipe = Recipe.from_eval(self.protocol, image, text, lr_img=lrs[0], lr_txt=lrs[1])
                 used.append("learned_lr")
             if distilled.similarity() is not None:
                 used.append("similarity")
@@ -122,9 +144,21 @@ class Evaluator:
         image_encoder: str,
         seed: int,
         track: str = "hard",
+        text_encoder: str | None = None,
     ) -> DualEncoder:
-        recipe, used = self.recipe_for(distilled, track)
+        recipe, used = self.recipe_for(distilled, track, image_encoder, text_encoder)
         similarity = distilled.similarity() if "similarity" in used else None
+        return self.train_with(distilled, image_encoder, recipe, seed, similarity)
+
+    def train_with(
+        self,
+        distilled: DistilledSet,
+        image_encoder: str,
+        recipe: Recipe,
+        seed: int,
+        similarity: torch.Tensor | None = None,
+    ) -> DualEncoder:
+        """A fresh pretrained model trained on `distilled` with exactly `recipe`."""
         model = fresh_model(
             pretrained_image_encoder(image_encoder, self.protocol, self.progress),
             distilled.texts.shape[1],
@@ -133,6 +167,14 @@ class Evaluator:
         )
         source = TensorPairs(distilled.images.detach(), distilled.texts.detach())
         return train_dual(model, source, recipe, seed, similarity, desc=f"eval {image_encoder}")
+
+    def pair_groups(self, distilled: DistilledSet, archs: str, track: str) -> list[tuple[str, list[str]]]:
+        """(image encoder, text encoders) groups that train identically and so share trained models."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for image, text in arch_grid(self.protocol, archs):
+            recipe, _ = self.recipe_for(distilled, track, image, text)
+            groups.setdefault((image, repr(recipe)), []).append(text)
+        return [(image, texts) for (image, _), texts in groups.items()]
 
     # ------------------------------------------------------------------ front door
 
@@ -150,18 +192,24 @@ class Evaluator:
         reps = repetitions or self.protocol.eval.repetitions
         recipe, used = self.recipe_for(distilled, track)
         result = EvalResult(track, split, used, asdict(recipe))
-        for image_encoder, text_encoder in arch_grid(self.protocol, archs):
+        for _, text_encoder in arch_grid(self.protocol, archs):
             self._check_text_dim(distilled, text_encoder, split)
-            seeds = [seed * 1000 + r for r in range(reps)]
-            runs = []
+        seeds = repetition_seeds(seed, reps, split)
+        source = (self.protocol.image.source, self.protocol.text.source)
+        found: dict[tuple[str, str], ArchResult] = {}
+        for image_encoder, text_encoders in self.pair_groups(distilled, archs, track):
+            runs: dict[str, list[dict[str, float]]] = {t: [] for t in text_encoders}
             for s in seeds:
-                model = self.train_on(distilled, image_encoder, s, track)
-                runs.append(self.score(model, split, text_encoder))
-            is_source = (image_encoder, text_encoder) == (
-                self.protocol.image.source,
-                self.protocol.text.source,
-            )
-            result.archs.append(ArchResult(image_encoder, text_encoder, seeds, runs, is_source))
+                model = self.train_on(distilled, image_encoder, s, track, text_encoders[0])
+                for text_encoder in text_encoders:
+                    runs[text_encoder].append(self.score(model, split, text_encoder))
+            for text_encoder in text_encoders:
+                pair_recipe, _ = self.recipe_for(distilled, track, image_encoder, text_encoder)
+                found[(image_encoder, text_encoder)] = ArchResult(
+                    image_encoder, text_encoder, seeds, runs[text_encoder],
+                    (image_encoder, text_encoder) == source, asdict(pair_recipe),
+                )  # fmt: skip
+        result.archs = [found[pair] for pair in arch_grid(self.protocol, archs)]
         return result
 
     def _check_compatible(self, distilled: DistilledSet) -> None:

@@ -31,7 +31,7 @@ from .evaluate import Evaluator
 from .models.dual import DualEncoder
 from .training import RealPairs, Recipe, fresh_model, train_dual
 
-EXPERTS_VERSION = 1
+EXPERTS_VERSION = 2  # 2: the image vector includes the image projection
 MANIFEST = "manifest.json"
 
 
@@ -42,6 +42,7 @@ class ExpertConfig:
     keep_epochs: int
     lr: float
     batch_size: int
+    real_augment: bool = False
 
     @classmethod
     def from_protocol(
@@ -50,7 +51,12 @@ class ExpertConfig:
         spec = protocol.experts
         epochs = epochs or spec.epochs
         config = cls(
-            num_experts or spec.num_experts, epochs, min(spec.keep_epochs, epochs), spec.lr, spec.batch_size
+            num_experts or spec.num_experts,
+            epochs,
+            min(spec.keep_epochs, epochs),
+            spec.lr,
+            spec.batch_size,
+            spec.real_augment,
         )
         if config.num_experts < 1 or config.epochs < 1:
             raise MddError("Experts need --num-experts >= 1 and --epochs >= 1.")
@@ -76,16 +82,29 @@ class ExpertConfig:
         )
 
 
-def _flatten(module: torch.nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1).float() for p in module.parameters()])
+# The modalities of a flat snapshot: the image tower (encoder + optional image head) and the text head.
+MODALITIES = {"image": ("image_encoder", "image_projection"), "text": ("text_projection",)}
 
 
-def _layout(module: torch.nn.Module) -> list[list[Any]]:
-    return [[name, list(p.shape)] for name, p in module.named_parameters()]
+def _named(model: DualEncoder, modality: str) -> list[tuple[str, torch.Tensor]]:
+    """Parameters of one modality with their `DualEncoder` state-dict names."""
+    return [
+        (f"{part}.{n}", p)
+        for part in MODALITIES[modality]
+        for n, p in getattr(model, part).named_parameters()
+    ]
+
+
+def _flatten(model: DualEncoder, modality: str) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).float() for _, p in _named(model, modality)])
+
+
+def _layout(model: DualEncoder, modality: str) -> list[list[Any]]:
+    return [[name, list(p.shape)] for name, p in _named(model, modality)]
 
 
 def snapshot(model: DualEncoder) -> dict[str, torch.Tensor]:
-    tensors = {"image": _flatten(model.image_encoder), "text": _flatten(model.text_projection)}
+    tensors = {"image": _flatten(model, "image"), "text": _flatten(model, "text")}
     for name, buf in model.image_encoder.named_buffers():
         tensors[f"image_buffer.{name}"] = buf.detach().clone()
     return {k: v.contiguous() for k, v in tensors.items()}
@@ -141,10 +160,8 @@ class ExpertStore:
     def state_dict(self, expert: int, epoch: int) -> dict[str, torch.Tensor]:
         """A `DualEncoder` state dict (image encoder parameters and buffers, text projection)."""
         with safe_open(str(self.path(expert, epoch)), framework="pt") as fh:
-            state = unflatten(fh.get_tensor("image"), self.manifest["layout"]["image"], "image_encoder.")
-            state.update(
-                unflatten(fh.get_tensor("text"), self.manifest["layout"]["text"], "text_projection.")
-            )
+            state = unflatten(fh.get_tensor("image"), self.manifest["layout"]["image"], "")
+            state.update(unflatten(fh.get_tensor("text"), self.manifest["layout"]["text"], ""))
             for key in fh.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 if key.startswith("image_buffer."):
                     state["image_encoder." + key[len("image_buffer.") :]] = fh.get_tensor(key)
@@ -213,7 +230,6 @@ def ensure_experts(
             "dropped_epochs": config.dropped,
             "experts": {},
         }
-    source = RealPairs(dataset.train, train_emb, protocol)
     recipe = config.recipe()
     for expert in range(config.num_experts):
         entry = manifest["experts"].get(str(expert))
@@ -223,9 +239,9 @@ def ensure_experts(
             stale.unlink()  # an interrupted expert is retrained from scratch
         encoder = pretrained_image_encoder(protocol.image.source, protocol, progress)
         model = fresh_model(encoder, train_emb.shape[1], protocol, seed=10_000 + expert)
-        manifest.setdefault(
-            "layout", {"image": _layout(model.image_encoder), "text": _layout(model.text_projection)}
-        )
+        manifest.setdefault("layout", {m: _layout(model, m) for m in MODALITIES})
+        augment_seed = 20_000 + expert if config.real_augment else None
+        source = RealPairs(dataset.train, train_emb, protocol, augment_seed)
         scores: dict[str, float] = {}
 
         def save(epoch: int, m: DualEncoder, expert: int = expert) -> None:

@@ -72,6 +72,23 @@ class ExpertSpec:
     keep_epochs: int = 10
     lr: float = 0.1
     batch_size: int = 128
+    # Random resized crop + flip + RandAugment on the real training images (the references' buffer.py).
+    real_augment: bool = False
+
+
+@dataclass(frozen=True)
+class PairRecipe:
+    """The evaluation recipe of one (image encoder, text encoder) pair, chosen on val by `tune-eval`.
+
+    Unset values fall back to the protocol's [eval] section.
+    """
+
+    image: str
+    text: str
+    lr_img: float | None = None
+    lr_txt: float | None = None
+    dsa: bool | None = None
+    epochs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,23 @@ class EvalSpec:
     # The full-data upper bound trains on every training pair, so it needs far fewer epochs.
     full_data_epochs: int = 10
     full_data_repetitions: int = 3
+    # DSA on every batch of a distilled set (MDM's and MTT's evaluation); see augment.py.
+    dsa: bool = False
+    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    # Random resized crop + flip + RandAugment on real images in the full-data run.
+    real_augment: bool = False
+    # Per encoder pair overrides of lr_img, lr_txt, dsa, epochs ([[eval.recipes]] tables).
+    recipes: tuple[PairRecipe, ...] = ()
+
+    def pair_recipe(self, image: str, text: str) -> dict[str, Any]:
+        """lr_img, lr_txt, dsa and epochs of one encoder pair (its recipe entry, else the defaults)."""
+        values = {"lr_img": self.lr_img, "lr_txt": self.lr_txt, "dsa": self.dsa, "epochs": self.epochs}
+        for entry in self.recipes:
+            if (entry.image, entry.text) == (image, text):
+                values.update(
+                    {k: v for k, v in dataclasses.asdict(entry).items() if k in values and v is not None}
+                )
+        return values
 
 
 @dataclass(frozen=True)
@@ -96,6 +130,8 @@ class Protocol:
     name: str
     description: str = ""
     budgets: tuple[int, ...] = (100, 200, 500)
+    # Distillation seeds `mdd-bench run` uses by default (deterministic methods run the first only).
+    seeds: tuple[int, ...] = (0,)
     data: DataSpec = field(default_factory=DataSpec)
     image: ImageSpec = field(default_factory=ImageSpec)
     text: TextSpec = field(default_factory=TextSpec)
@@ -137,6 +173,10 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     for key, value in values.items():
         if key == "shapes":
             value = _build(ShapesSizes, value, f"{where}.shapes")
+        elif key == "recipes":
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise MddError(f"{where}: 'recipes' must be [[eval.recipes]] tables.")
+            value = tuple(_build(PairRecipe, v, f"{where}.recipes") for v in value)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
@@ -152,7 +192,7 @@ def parse_protocol(raw: dict[str, Any], source: str) -> Protocol:
             if not isinstance(value, dict):
                 raise MddError(f"{source}: [{section}] must be a table.")
             kwargs[section] = _build(cls, value, f"{source} [{section}]")
-    top = {"name", "description", "budgets"}
+    top = {"name", "description", "budgets", "seeds"}
     extra = sorted(set(raw) - top)
     if extra:
         raise MddError(
@@ -164,6 +204,8 @@ def parse_protocol(raw: dict[str, Any], source: str) -> Protocol:
     protocol = Protocol(**kwargs)
     if any(b <= 0 for b in protocol.budgets):
         raise MddError(f"{source}: budgets must be positive integers, got {list(protocol.budgets)}.")
+    if not protocol.seeds or any(not isinstance(v, int) or v < 0 for v in protocol.seeds):
+        raise MddError(f"{source}: seeds must be non-negative integers, got {list(protocol.seeds)}.")
     return protocol
 
 

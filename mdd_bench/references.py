@@ -8,7 +8,7 @@ correctness against a fixed gallery, every epoch) rank pairs for the forgetting 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from .models.dual import DualEncoder
 from .protocol import Protocol
 from .training import RealPairs, Recipe, embed_images, embed_texts, fresh_model, train_dual
 
-REFERENCE_VERSION = 1
+REFERENCE_VERSION = 2  # 2: per-encoder recipes, per-repetition resume
 GALLERY_SIZE = 1023
 
 
@@ -92,46 +92,81 @@ class FullDataReference:
     def load_model(self, evaluator: Evaluator) -> DualEncoder:
         protocol = evaluator.protocol
         text_dim = evaluator.text_embeddings("train").shape[1]
-        encoder = pretrained_image_encoder(protocol.image.source, protocol, progress=False)
+        encoder = pretrained_image_encoder(self.result["image_encoder"], protocol, progress=False)
         model = fresh_model(encoder, text_dim, protocol, seed=0)
         model.load_state_dict(load_file(str(self.model_path)))
         return model.eval()
 
 
-def reference_folder(p: Protocol, ds: PairDataset) -> Path:
+def reference_folder(p: Protocol, ds: PairDataset, image_encoder: str | None = None) -> Path:
     # Only what shapes this training run: changing, say, the expert settings must not retrain it.
+    image_encoder = image_encoder or p.image.source
     settings = {k: v for k, v in p.to_dict().items() if k in ("data", "image", "text", "model", "eval")}
-    key = stable_hash([settings, ds.fingerprint(), REFERENCE_VERSION])
-    return cache_dir("references") / f"{p.name}-{ds.name}-{key}"
+    key = stable_hash([settings, ds.fingerprint(), REFERENCE_VERSION, image_encoder])
+    suffix = "" if image_encoder == p.image.source else f"-{image_encoder}"
+    return cache_dir("references") / f"{p.name}-{ds.name}{suffix}-{key}"
 
 
-def full_data_reference(evaluator: Evaluator, progress: bool = True) -> FullDataReference:
-    """Train on every training pair with the evaluation recipe (full_data_epochs), R repetitions."""
-    folder = reference_folder(evaluator.protocol, evaluator.dataset)
+def full_data_recipe(protocol: Protocol, image_encoder: str) -> Recipe:
+    """The encoder pair's evaluation lrs for full_data_epochs, decay at the middle, no DSA (the
+    references augment real images instead: `eval.real_augment`)."""
+    epochs = protocol.eval.full_data_epochs
+    return Recipe.from_eval(
+        protocol,
+        image_encoder,
+        protocol.text.source,
+        epochs=epochs,
+        lr_decay_epoch=epochs // 2 + 1,
+        dsa=False,
+    )
+
+
+def full_data_reference(
+    evaluator: Evaluator,
+    progress: bool = True,
+    image_encoder: str | None = None,
+    repetitions: int | None = None,
+) -> FullDataReference:
+    """Train on every training pair with the evaluation recipe (full_data_epochs), R repetitions.
+
+    Each finished repetition is saved on its own (`runs/rep<seed>.json`), so an interruption keeps
+    them; repetition 0 of the source encoder also keeps its model and the forgetting statistics.
+    """
+    protocol, dataset = evaluator.protocol, evaluator.dataset
+    image_encoder = image_encoder or protocol.image.source
+    is_source = image_encoder == protocol.image.source
+    reps = repetitions or protocol.eval.full_data_repetitions
+    folder = reference_folder(protocol, dataset, image_encoder)
     result_path = folder / "result.json"
     if result_path.exists():
-        return FullDataReference(folder, json.loads(result_path.read_text()))
-    protocol, dataset = evaluator.protocol, evaluator.dataset
+        cached = json.loads(result_path.read_text())
+        if len(cached["runs"]) >= reps:
+            return FullDataReference(folder, cached)
     train_emb = evaluator.text_embeddings("train")
-    source = RealPairs(dataset.train, train_emb, protocol)
-    recipe = Recipe.from_eval(
-        protocol,
-        epochs=protocol.eval.full_data_epochs,
-        lr_decay_epoch=protocol.eval.full_data_epochs // 2 + 1,
-    )
-    seeds = list(range(protocol.eval.full_data_repetitions))
+    recipe = full_data_recipe(protocol, image_encoder)
+    seeds = list(range(reps))
     runs = []
     for seed in seeds:
-        encoder = pretrained_image_encoder(protocol.image.source, protocol, progress)
+        run_path = folder / "runs" / f"rep{seed}.json"
+        if run_path.exists():
+            runs.append(json.loads(run_path.read_text()))
+            continue
+        augment_seed = 30_000 + seed if protocol.eval.real_augment else None
+        source = RealPairs(dataset.train, train_emb, protocol, augment_seed)
+        encoder = pretrained_image_encoder(image_encoder, protocol, progress)
         model = fresh_model(encoder, train_emb.shape[1], protocol, seed)
-        recorder = ForgettingRecorder(dataset.train, train_emb, protocol, seed) if seed == 0 else None
-        train_dual(model, source, recipe, seed, None, recorder, progress, f"full data rep {seed}")
-        runs.append(evaluator.score(model, "test"))
+        record = is_source and seed == 0
+        recorder = ForgettingRecorder(dataset.train, train_emb, protocol, seed) if record else None
+        desc = f"full data {image_encoder} rep {seed}"
+        train_dual(model, source, recipe, seed, None, recorder, progress, desc)
         if recorder is not None:
             state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
             atomic_write(folder / "model.safetensors", lambda p, s=state: save_file(s, str(p)))
             atomic_save_npy(folder / "forgetting.npy", recorder.matrix())
-    arch = ArchResult(protocol.image.source, protocol.text.source, seeds, runs, source=True)
-    result = {"recipe": recipe.__dict__, "pairs": source.__len__(), **arch.to_dict()}
-    atomic_write_json(result_path, result)
+        runs.append(evaluator.score(model, "test"))
+        atomic_write_json(run_path, runs[-1])
+    arch = ArchResult(image_encoder, protocol.text.source, seeds, runs, is_source, asdict(recipe))
+    result = {"pairs": dataset.train.num_captions, **arch.to_dict()}
+    if reps >= protocol.eval.full_data_repetitions:
+        atomic_write_json(result_path, result)
     return FullDataReference(folder, result)

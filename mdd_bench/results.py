@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .errors import MddError
@@ -46,7 +47,9 @@ COLUMNS = (
     "extras",
     "metric",
     "value",
+    "rep_std",
     "repetitions",
+    "deterministic",
     "ablation_group",
     "ablation_variant",
     "ablation_order",
@@ -102,6 +105,12 @@ def _seed_value(arch: dict[str, Any], metric: str) -> float:
     return float(sum(values) / len(values)) if values else math.nan
 
 
+def _rep_std(arch: dict[str, Any], metric: str) -> float:
+    """Sample std (ddof=1) of the metric over this seed's evaluation repetitions; NaN below two."""
+    values = [r[metric] for r in arch.get("runs", []) if metric in r]
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
 def _source_pair(result: dict[str, Any]) -> tuple[str, str]:
     for evaluation in result["evaluation"].values():
         for arch in evaluation.get("archs", []):
@@ -123,6 +132,7 @@ def flatten(result: dict[str, Any], file: str) -> list[dict[str, Any]]:
         "ablation_group": str(ablation.get("group", "")),
         "ablation_variant": str(ablation.get("variant", "")),
         "ablation_order": ablation.get("order", math.nan),
+        "deterministic": bool(result.get("deterministic", False)),
         "file": file,
     }
     rows: list[dict[str, Any]] = []
@@ -138,7 +148,8 @@ def flatten(result: dict[str, Any], file: str) -> list[dict[str, Any]]:
                 "repetitions": len(arch.get("runs", [])),
             }
             for metric in RETRIEVAL_METRICS:
-                rows.append({**base, **pair, "metric": metric, "value": _seed_value(arch, metric)})
+                value, spread = _seed_value(arch, metric), _rep_std(arch, metric)
+                rows.append({**base, **pair, "metric": metric, "value": value, "rep_std": spread})
     distill = result.get("distill")
     if isinstance(distill, dict):
         image, text = _source_pair(result)
@@ -154,7 +165,7 @@ def flatten(result: dict[str, Any], file: str) -> list[dict[str, Any]]:
         for metric in TIMING_METRICS:
             value = cost.get(metric)
             value = math.nan if value is None else float(value)
-            rows.append({**base, **pair, "metric": metric, "value": value})
+            rows.append({**base, **pair, "metric": metric, "value": value, "rep_std": math.nan})
     return rows
 
 
@@ -182,4 +193,7 @@ def load_frame(runs: Path) -> pd.DataFrame:
         seen[key] = path
         rows.extend(flatten(result, path.relative_to(runs).as_posix()))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    return frame.astype({"budget": int, "seed": int, "value": float, "source": bool, "repetitions": int})
+    return frame.astype(
+        {"budget": int, "seed": int, "value": float, "rep_std": float, "source": bool, "repetitions": int,
+         "deterministic": bool}
+    )  # fmt: skip

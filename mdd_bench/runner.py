@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import platform
 import subprocess
 import threading
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 from . import __version__
@@ -46,7 +46,7 @@ class RunConfig:
     methods: list[str]
     datasets: list[str]
     budgets: list[int]
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = field(default_factory=lambda: [0])  # deterministic methods run the first only
     archs: str = "source"
     tracks: list[str] = field(default_factory=lambda: ["hard", "native"])
     out: Path = Path("runs")
@@ -61,12 +61,12 @@ class PeakMemory:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.peak_mb = 0.0
+        self.cuda_peak_mb: float | None = None
         self._stop = threading.Event()
 
     @staticmethod
     def _rss_mb() -> float:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        return psutil.Process().memory_info().rss / 2**20
 
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
@@ -159,6 +159,7 @@ def run_cell(
         "protocol_hash": protocol.hash,
         "budget": cell.budget,
         "seed": cell.seed,
+        "deterministic": method.deterministic,
         "hparams": method.describe()["hparams"],
         "config": {"archs": config.archs, "tracks": config.tracks, "protocol": protocol.to_dict()},
         "versions": versions(),
@@ -168,7 +169,7 @@ def run_cell(
             "time_per_iter_s": distill_s / iterations if iterations else None,
             "iters_to_best": stats.iters_to_best,
             "peak_mem_mb": memory.peak_mb,
-            "cuda_peak_mem_mb": getattr(memory, "cuda_peak_mem_mb", None),
+            "cuda_peak_mem_mb": memory.cuda_peak_mb,
             "extra": stats.extra,
         },
         "storage_bytes": distilled.storage_bytes,
@@ -188,6 +189,9 @@ def run_grid(protocol: Protocol, config: RunConfig, log=print) -> list[dict[str,
         if track not in TRACKS:
             raise MddError(f"Unknown track '{track}'. Use: {', '.join(TRACKS)}.")
     classes = {name: get_method(name) for name in config.methods}
+    for name, cls in classes.items():
+        if cls.deterministic and len(config.seeds) > 1:
+            log(f"note {name} is deterministic: running seed {config.seeds[0]} only")
     results: list[dict[str, Any]] = []
     for dataset_name in config.datasets:
         proto = protocol.with_dataset(dataset_name)
@@ -195,6 +199,8 @@ def run_grid(protocol: Protocol, config: RunConfig, log=print) -> list[dict[str,
         for budget in config.budgets:
             for seed in config.seeds:
                 for name, cls in classes.items():
+                    if cls.deterministic and seed != config.seeds[0]:
+                        continue
                     cell = Cell(name, dataset_name, budget, seed)
                     path = cell.path(config.out, proto)
                     if path.exists():
@@ -263,7 +269,8 @@ def summary_rows(results: list[dict[str, Any]], tracks: list[str]) -> list[list[
                 row.append("-")
                 continue
             source = next(a for a in ev["archs"] if a["source"])
-            row.append(f"{source['mean']['mean']:.1f} ± {source['std']['mean']:.1f}")
+            spread = source["std"]["mean"]
+            row.append(f"{source['mean']['mean']:.1f}" + ("" if spread is None else f" ± {spread:.1f}"))
         row.append(f"{r['distill']['seconds']:.1f}")
         rows.append(row)
     return rows

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .augment import dsa
 from .data.pairs import Split
 from .errors import MddError
 from .models.dual import DualEncoder, infonce, soft_infonce, weighted_bce
@@ -49,18 +50,32 @@ class TensorPairs(PairSource):
 
 
 class RealPairs(PairSource):
-    """The caption-level pairs of a split: pair j = (image caption_image[j], caption j)."""
+    """The caption-level pairs of a split: pair j = (image caption_image[j], caption j).
 
-    def __init__(self, split: Split, text_emb: np.ndarray, protocol: Protocol) -> None:
+    With `augment_seed`, every batch is augmented (crop, flip, RandAugment; see augment.py) with a seed
+    drawn from a stream of its own, so a training run reproduces.
+    """
+
+    def __init__(
+        self, split: Split, text_emb: np.ndarray, protocol: Protocol, augment_seed: int | None = None
+    ) -> None:
         self.split = split
         self.texts = torch.from_numpy(np.asarray(text_emb, dtype=np.float32))
         self.normalise = normaliser(protocol)
+        self.augment = None
+        if augment_seed is not None:
+            from .augment import real_augmenter
+
+            self.augment = real_augmenter(protocol.data.resolution)
+            self._seeds = np.random.default_rng([augment_seed, 17])
 
     def __len__(self) -> int:
         return self.split.num_captions
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = self.split.images.get(self.split.caption_image[idx.numpy()])
+        if self.augment is not None:
+            pixels = self.augment(pixels, int(self._seeds.integers(2**62)))
         return self.normalise(pixels), self.texts[idx]
 
 
@@ -77,21 +92,35 @@ class Recipe:
     lr_decay_epoch: int | None = None
     lr_decay: float = 0.1
     loss: str = "infonce"  # "infonce" (soft targets when a similarity is given) or "wbce"
+    dsa: bool = False  # differentiable siamese augmentation of every batch (augment.py)
+    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
 
     @classmethod
-    def from_eval(cls, protocol: Protocol, **overrides) -> Recipe:
+    def from_eval(
+        cls, protocol: Protocol, image: str | None = None, text: str | None = None, **overrides
+    ) -> Recipe:
+        """The evaluation recipe of an encoder pair (the source pair by default), then `overrides`.
+
+        The step decay sits at the same fraction of training when a pair trains for other epochs.
+        """
         ev = protocol.eval
         if ev.optimizer != "sgd":
             raise MddError(f"Protocol '{protocol.name}': only optimizer = \"sgd\" is supported.")
+        pair = ev.pair_recipe(image or protocol.image.source, text or protocol.text.source)
+        decay = ev.lr_decay_epoch
+        if decay and pair["epochs"] != ev.epochs:
+            decay = max(1, round(decay * pair["epochs"] / ev.epochs))
         values = dict(
-            epochs=ev.epochs,
-            lr_img=ev.lr_img,
-            lr_txt=ev.lr_txt,
+            epochs=pair["epochs"],
+            lr_img=pair["lr_img"],
+            lr_txt=pair["lr_txt"],
             batch_size=ev.batch_size,
             momentum=ev.momentum,
             weight_decay=ev.weight_decay,
-            lr_decay_epoch=ev.lr_decay_epoch,
+            lr_decay_epoch=decay,
             lr_decay=ev.lr_decay,
+            dsa=pair["dsa"],
+            dsa_strategy=ev.dsa_strategy,
         )
         values.update(overrides)
         return cls(**values)
@@ -124,6 +153,7 @@ def train_dual(
     A last batch of one pair is dropped: contrastive losses need at least two pairs.
     """
     generator = torch.Generator().manual_seed(seed)
+    dsa_generator = torch.Generator().manual_seed(seed + 7919) if recipe.dsa else None
     optimiser = torch.optim.SGD(
         [
             {
@@ -152,6 +182,8 @@ def train_dual(
             if len(idx) < 2:
                 continue
             images, texts = source.batch(idx)
+            if dsa_generator is not None:
+                images = dsa(images, dsa_generator, recipe.dsa_strategy)
             targets = None if similarity is None else similarity[idx][:, idx].float()
             loss = batch_loss(model.logits(images, texts), recipe.loss, targets)
             if not torch.isfinite(loss):

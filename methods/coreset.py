@@ -87,6 +87,7 @@ class RandomCoreset(Method):
 
 
 class _FeatureCoreset(Method):
+    deterministic = True  # greedy on fixed features: the seed changes nothing
     """A greedy selection on the reference model's pair features."""
 
     family = "coreset"

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mdd_bench.metrics import KS, METRICS, retrieval_metrics, retrieval_ranks
+from mdd_bench.errors import MddError
+from mdd_bench.metrics import KS, METRICS, RankCounts, retrieval_counts, retrieval_metrics
 
 
 def brute_force(image_emb: torch.Tensor, text_emb: torch.Tensor, owner: np.ndarray) -> dict[str, float]:
@@ -65,11 +66,13 @@ def test_matches_brute_force_uneven_captions(chunk: int) -> None:
 def test_chunking_does_not_change_ranks() -> None:
     owner = np.repeat(np.arange(30), 5)
     images, texts = random_case(30, owner, dim=12, seed=2, noise=1.0)
-    img_ref, txt_ref = retrieval_ranks(images, texts, owner, chunk=10_000)
+    img_ref, txt_ref = retrieval_counts(images, texts, owner, chunk=10_000)
     for chunk in (1, 4, 29, 31):
-        img_ranks, txt_ranks = retrieval_ranks(images, texts, owner, chunk=chunk)
-        assert torch.equal(img_ranks, img_ref) and torch.equal(txt_ranks, txt_ref)
-    assert img_ref.shape == (30,) and txt_ref.shape == (150,)
+        img_c, txt_c = retrieval_counts(images, texts, owner, chunk=chunk)
+        for a, b in ((img_c, img_ref), (txt_c, txt_ref)):
+            assert torch.equal(a.above, b.above) and torch.equal(a.tied, b.tied)
+            assert torch.equal(a.gt_tied, b.gt_tied)
+    assert img_ref.above.shape == (30,) and txt_ref.above.shape == (150,)
 
 
 def test_perfect_embeddings_give_100() -> None:
@@ -115,11 +118,12 @@ def test_best_caption_counts_for_text_retrieval() -> None:
     images = torch.eye(3)
     texts = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 1.0, 0], [0, 0, 1.0]])
     owner = np.array([0, 0, 1, 2])
-    ranks_img, ranks_txt = retrieval_ranks(images, texts, owner)
-    assert ranks_img.tolist() == [0, 0, 0]
-    assert ranks_txt.tolist() == [0, 1, 0, 0]  # caption 1 ranks image 1 above its own image 0
+    img_c, txt_c = retrieval_counts(images, texts, owner)
+    assert txt_c.above.tolist() == [0, 1, 0, 0]  # caption 1 ranks image 1 above its own image 0
+    # Image 1's own caption 2 ties with image 0's caption 1 (same vector): a tie, not a hit.
+    assert img_c.above.tolist() == [0, 0, 0] and img_c.tied.tolist() == [0, 1, 0]
     out = retrieval_metrics(images, texts, owner)
-    assert out["TR@1"] == 100.0 and out["IR@1"] == 75.0
+    assert out["TR@1"] == pytest.approx(100 * 2.5 / 3) and out["IR@1"] == 75.0
 
 
 def test_mean_and_rsum() -> None:
@@ -131,3 +135,97 @@ def test_mean_and_rsum() -> None:
     assert out["mean"] == pytest.approx(sum(values) / 6) and out["rsum"] == pytest.approx(sum(values))
     assert all(isinstance(v, float) for v in out.values())
     assert len(set(values)) > 1
+
+
+# ------------------------------------------------------------------------------------------------- ties
+
+
+def monte_carlo(image_emb, text_emb, owner: np.ndarray, draws: int, seed: int) -> dict[str, float]:
+    """Brute force with ties broken by a random key: the average hit rate over `draws` tie-breaks."""
+    sims = (image_emb.double() @ text_emb.double().T).numpy()
+    rng = np.random.default_rng(seed)
+    n_img, n_txt = sims.shape
+    hits = {m: 0.0 for m in METRICS}
+    for _ in range(draws):
+        key = rng.random(sims.shape)
+        for j in range(n_txt):
+            order = np.lexsort((key[:, j], -sims[:, j]))
+            rank = int(np.where(order == owner[j])[0][0])
+            for k in KS:
+                hits[f"IR@{k}"] += rank < k
+        for i in range(n_img):
+            order = np.lexsort((key[i], -sims[i]))
+            rank = min(int(np.where(order == j)[0][0]) for j in np.where(owner == i)[0])
+            for k in KS:
+                hits[f"TR@{k}"] += rank < k
+    return {m: 100.0 * v / (draws * (n_txt if m.startswith("IR") else n_img)) for m, v in hits.items()}
+
+
+def test_ties_match_random_tie_breaking() -> None:
+    # Embeddings on a coarse integer grid: many exact ties, incl. duplicate captions of other images.
+    rng = np.random.default_rng(5)
+    owner = np.repeat(np.arange(14), 3)
+    images = torch.from_numpy(rng.integers(0, 2, size=(14, 4)).astype(np.float32))
+    texts = torch.from_numpy(rng.integers(0, 2, size=(42, 4)).astype(np.float32))
+    got = retrieval_metrics(images, texts, owner, chunk=5)
+    want = monte_carlo(images, texts, owner, draws=400, seed=0)
+    for m in METRICS:
+        assert got[m] == pytest.approx(want[m], abs=2.5), m  # 400 draws: sampling error < 1 point
+    assert any(0 < got[m] < 100 for m in METRICS)
+
+
+def test_hit_probability_against_enumeration() -> None:
+    # Every ordering of t wrong and g correct tied items, after `above` wrong items strictly higher.
+    import itertools
+
+    for above, t, g in [(0, 3, 1), (1, 4, 2), (2, 2, 3), (0, 0, 1), (4, 6, 2), (9, 3, 1)]:
+        counts = RankCounts(torch.tensor([above]), torch.tensor([t]), torch.tensor([g]))
+        orders = list(set(itertools.permutations([0] * t + [1] * g)))
+        for k in KS:
+            hits = [above + order.index(1) < k for order in orders]
+            assert float(counts.hit_probability(k)) == pytest.approx(np.mean(hits)), (above, t, g, k)
+
+
+@pytest.mark.parametrize("collapse", ["equal", "zero"])
+def test_collapsed_embeddings_score_chance(collapse: str) -> None:
+    n_img = 50
+    owner = np.repeat(np.arange(n_img), 5)
+    if collapse == "equal":
+        images, texts = torch.ones(n_img, 8), torch.ones(len(owner), 8)
+    else:  # F.normalize of zero vectors is zero: every score is 0
+        images = F.normalize(torch.zeros(n_img, 8), dim=1)
+        texts = F.normalize(torch.zeros(len(owner), 8), dim=1)
+    out = retrieval_metrics(images, texts, owner)
+    for k in KS:
+        assert out[f"IR@{k}"] == pytest.approx(100 * k / n_img)
+        # TR: 5 correct of 250 tied captions; P(one in the top k) = 1 - C(245, k) / C(250, k).
+        miss = np.prod([(245 - i) / (250 - i) for i in range(k)])
+        assert out[f"TR@{k}"] == pytest.approx(100 * (1 - miss))
+    assert out["mean"] < 15
+
+
+def test_near_collapse_is_not_rescued() -> None:
+    # A spread of 1e-7 around one vector: the ranking is noise, so recall stays near chance.
+    g = torch.Generator().manual_seed(0)
+    owner = np.repeat(np.arange(100), 5)
+    images = torch.ones(100, 16) + 1e-7 * torch.randn(100, 16, generator=g)
+    texts = torch.ones(500, 16) + 1e-7 * torch.randn(500, 16, generator=g)
+    out = retrieval_metrics(F.normalize(images, dim=1), F.normalize(texts, dim=1), owner)
+    assert out["IR@10"] < 25 and out["IR@1"] < 6
+
+
+def test_duplicate_captions_of_different_images_share_the_hit() -> None:
+    # Images 0 and 1 each have one caption, and the two captions are the same vector.
+    images = torch.tensor([[1.0, 0.0], [0.9, 0.1]])
+    texts = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    out = retrieval_metrics(F.normalize(images, dim=1), texts, np.array([0, 1]))
+    assert out["TR@1"] == pytest.approx(50.0)  # each image ties its own caption with the other's
+    assert out["IR@1"] == pytest.approx(50.0)  # both captions rank image 0 first
+
+
+@pytest.mark.parametrize("which", ["image", "text"])
+def test_non_finite_embeddings_are_an_error(which: str) -> None:
+    images, texts = torch.eye(4), torch.eye(4)
+    (images if which == "image" else texts)[1, 2] = float("nan")
+    with pytest.raises(MddError, match="NaN or inf"):
+        retrieval_metrics(images, texts, np.arange(4))

@@ -19,14 +19,23 @@ from mdd_bench.cli import cli
 from mdd_bench.errors import MddError
 from mdd_bench.metrics import METRICS
 from mdd_bench.report import parse_formats, write_report
-from mdd_bench.report.layout import EXTRAS, MISSING, SOURCE
-from mdd_bench.report.tables import ablation_tables, build_tables, cross_arch_table, retrieval_table
+from mdd_bench.report.layout import DETERMINISTIC, EXTRAS, MISSING, SOURCE, TIED, Cell, Table
+from mdd_bench.report.tables import (
+    _bold_best,
+    _cell,
+    _stat,
+    ablation_tables,
+    build_tables,
+    cross_arch_table,
+    retrieval_table,
+    t975,
+)
 from mdd_bench.results import COLUMNS, TIMING_TRACK, load_frame
 
 PROTOCOL = "syn"
 SOURCE_PAIR = ("nfnet_l0", "bert")
 PAIRS = [SOURCE_PAIR, ("nf_resnet50", "bert"), ("nfnet_l0", "distilbert"), ("nf_resnet50", "distilbert")]
-BASE = {"random": 5.0, "lors": 20.0, "mdm": 22.0, "full-data": 50.0}
+BASE = {"random": 5.0, "lors": 15.0, "mdm": 22.0, "full-data": 50.0}
 METRIC_OFFSET = {m: 2.0 * i for i, m in enumerate(METRICS)}
 SEEDS = (0, 1, 2)
 COST = {"lors": (5.0, 850, 1000), "mdm": (1.7, 200, 300), "random": (None, None, 0)}
@@ -221,7 +230,10 @@ def test_retrieval_table_layout_values_and_bold(frame: pd.DataFrame) -> None:
     assert full.mean == pytest.approx(seed_stats("full-data", "coco", 0, "mean", seeds=(0, 1))[0])
     assert not any(c.bold or c.marks for c in table.rows[-1])  # the reference: 2 seeds of its own
     assert any(n.startswith("Full data") and "2 seeds" in n for n in table.notes)
-    assert "hard track" in table.caption and "syn" in table.caption and "3 seeds" in table.caption
+    assert (
+        "hard track" in table.caption and "syn" in table.caption and "3 distillation seeds" in table.caption
+    )
+    assert "2 evaluation repetitions" in table.caption
 
 
 def test_native_track_marks_methods_that_used_extras(frame: pd.DataFrame) -> None:
@@ -284,7 +296,12 @@ def test_ablation_table(frame: pd.DataFrame) -> None:
     assert table.find_row("noise")[3].mean == pytest.approx(
         seed_stats("mdm", "flickr8k", 100, "mean", seeds=(0, 1))[0] - 20
     )
-    assert all(c.bold for c in kmeans[1:]) and not any(c.bold for c in table.find_row("random")[1:])
+    # kmeans beats random by 2 points with 2 seeds (95% interval ±6.4): a tie, not a win; noise is far off
+    random_row, noise_row = table.find_row("random"), table.find_row("noise")
+    assert not any(c.bold for row in (kmeans, random_row, noise_row) for c in row[1:])
+    assert all(TIED in c.marks for c in kmeans[1:] + random_row[1:])
+    assert not any(TIED in c.marks for c in noise_row[1:])
+    assert any(n.startswith(TIED) for n in table.notes)
     assert "Flickr8k with 100 pairs" in table.caption
 
 
@@ -389,3 +406,70 @@ def test_reader_knows_the_runner_schema() -> None:
     from mdd_bench.runner import RESULT_SCHEMA
 
     assert SCHEMA == RESULT_SCHEMA
+
+
+# --------------------------------------------------------------------------------------- noise-aware bold
+
+
+def _column(*cells: tuple[float, float | None]) -> Table:
+    table = Table("t", "t", "", [("Method",), ("Mean",)], labels=1)
+    for i, (mean, ci) in enumerate(cells):
+        table.add_row([Cell(text=f"m{i}"), Cell(mean=mean, ci=ci)])
+    return table
+
+
+def test_bold_needs_a_gap_beyond_the_runner_ups_interval() -> None:
+    clear = _column((30.0, 1.0), (25.0, 1.0), (10.0, 1.0))
+    _bold_best(clear, [0, 1, 2], [1])
+    assert [r[1].bold for r in clear.rows] == [True, False, False]
+    assert not any(r[1].marks for r in clear.rows)
+    # 13.4 vs 12.5 with an interval of 1.2: the poster-style bold would mislead; both are tied
+    close = _column((13.4, 1.5), (12.5, 1.2), (5.0, 0.5))
+    _bold_best(close, [0, 1, 2], [1])
+    assert [r[1].bold for r in close.rows] == [False, False, False]
+    assert [TIED in r[1].marks for r in close.rows] == [True, True, False]
+    # exact tie of the means
+    even = _column((20.0, 0.1), (20.0, 0.1))
+    _bold_best(even, [0, 1], [1])
+    assert all(TIED in r[1].marks and not r[1].bold for r in even.rows)
+
+
+def test_bold_without_a_noise_estimate_claims_only_visible_differences() -> None:
+    single = _column((20.04, None), (20.01, None), (3.0, None))
+    _bold_best(single, [0, 1, 2], [1])
+    assert [TIED in r[1].marks for r in single.rows] == [True, True, False]
+    apart = _column((21.0, math.nan), (20.0, math.nan))
+    _bold_best(apart, [0, 1], [1])
+    assert apart.rows[0][1].bold and not apart.rows[1][1].bold
+
+
+def test_interval_statistics() -> None:
+    stat = _stat(pd.Series([10.0, 12.0, 14.0]).to_numpy())
+    assert stat.std == pytest.approx(2.0)  # ddof=1
+    assert stat.ci == pytest.approx(4.303 * 2.0 / math.sqrt(3))
+    assert t975(1) == pytest.approx(12.706) and t975(1000) == pytest.approx(1.96) and math.isnan(t975(0))
+    # one seed of a deterministic method: spread and interval from its 5 evaluation repetitions
+    det = _stat(pd.Series([13.0]).to_numpy(), rep_std=1.0, reps=5, deterministic=True)
+    assert det.std == 1.0 and det.ci == pytest.approx(2.776 / math.sqrt(5))
+    cell = _cell(det, n_max=3)
+    assert cell.marks == DETERMINISTIC and cell.std == 1.0
+    assert _cell(det, n_max=3, interval="ci95").std == pytest.approx(det.ci)
+    # one seed of a seeded method: no spread, flagged as fewer seeds
+    lone = _stat(pd.Series([13.0]).to_numpy(), rep_std=1.0, reps=5)
+    assert math.isnan(lone.std) and math.isnan(lone.ci)
+
+
+def test_report_interval_option_changes_the_caption(runs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ci"
+    args = ["report", "--runs", str(runs), "--out", str(out), "--format", "markdown", "--interval", "ci95"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    text = (out / PROTOCOL / "report_hard.md").read_text()
+    assert "Mean ± 95% interval over 3 distillation seeds" in text
+
+
+def test_csv_values_are_rounded(runs: Path, tmp_path: Path) -> None:
+    write_report(runs, tmp_path / "csv", ["csv"])
+    lines = (tmp_path / "csv" / "results.csv").read_text().splitlines()[1:]
+    assert lines and all(len(v.split(".")[-1]) <= 6 for line in lines for v in line.split(",") if "." in v
+                         and v.replace(".", "").replace("-", "").isdigit())  # fmt: skip

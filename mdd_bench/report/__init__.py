@@ -40,6 +40,7 @@ def write_report(
     track: str = "hard",
     baseline: str | None = None,
     log: Callable[[str], None] = lambda _: None,
+    interval: str = "std",
 ) -> list[Path]:
     """Load every result under `runs` and write the requested formats under `out`; returns the paths."""
     runs, out, formats = Path(runs), Path(out), set(formats)
@@ -57,7 +58,8 @@ def write_report(
     paths: list[Path] = []
     if "csv" in formats:
         csv = out / "results.csv"
-        frame.to_csv(csv, index=False)
+        # Six decimals: the metrics are exact fractions of the test split, the rest is float noise.
+        frame.round({"value": 6, "rep_std": 6}).to_csv(csv, index=False)
         paths.append(csv)
     for protocol in dict.fromkeys(frame["protocol"]):
         part = frame[frame["protocol"] == protocol]
@@ -66,7 +68,7 @@ def write_report(
             continue
         folder = out / protocol
         title = f"mdd-bench report: protocol {protocol}, {track} track"
-        tables = build_tables(part, track, baseline)
+        tables = build_tables(part, track, baseline, interval)
         figures = write_figures(part, track, folder) if "figures" in formats else []
         if "latex" in formats:
             paths += write_latex(tables, folder, f"report_{track}", title, figures)

@@ -13,6 +13,8 @@ MISSING = "–"
 SOURCE = "*"
 EXTRAS = "†"
 FEWER_SEEDS = "‡"
+TIED = "≈"  # tied for best: the best is not outside the runner-up's 95% interval
+DETERMINISTIC = "§"  # a deterministic method: one distillation seed, spread over evaluation repetitions
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Cell:
     marks: str = ""
     change: float | None = None  # relative change against the baseline, e.g. -0.93
     thousands: bool = False
+    ci: float | None = None  # half-width of the 95% interval of the mean (decides bolding)
 
     @property
     def missing(self) -> bool:
@@ -107,7 +110,7 @@ class Table:
                 if text:
                     current[i] = text
                     current[i + 1 :] = [""] * (self.labels - i - 1)
-            shown = [c.rstrip(SOURCE + EXTRAS + FEWER_SEEDS) for c in current]
+            shown = [c.rstrip(SOURCE + EXTRAS + FEWER_SEEDS + DETERMINISTIC) for c in current]
             if tuple(shown[: len(labels)]) == labels:
                 return row
         raise KeyError(f"no row {labels} in {self.name}")

@@ -1,7 +1,13 @@
 """The paper's tables, built from the long results frame of one protocol: retrieval, cross-architecture,
-timing and ablation. Every number is a mean (± sample std, ddof=1) over distillation seeds of per-seed
-values that are already means over evaluation repetitions. The grid of a table is the product of every
-method, budget and dataset seen under the protocol, so a cell that was not run shows as missing.
+timing and ablation. Every number is a mean (± sample std, ddof=1, or ± the 95% interval of the mean)
+over distillation seeds of per-seed values that are already means over evaluation repetitions. A
+deterministic method runs one seed; its spread and interval come from its evaluation repetitions. The
+grid of a table is the product of every method, budget and dataset seen under the protocol, so a cell
+that was not run shows as missing.
+
+Bolding is a claim, so it needs the noise: the best of a column is bold only when its mean lies above
+the runner-up's 95% interval (t-quantile, n - 1 degrees of freedom); otherwise it and every cell whose
+interval reaches it are marked tied (≈), and none is bold.
 """
 
 from __future__ import annotations
@@ -14,14 +20,28 @@ import pandas as pd
 
 from ..metrics import METRICS
 from ..results import FULL_DATA, TIMING_TRACK
-from .layout import EXTRAS, FEWER_SEEDS, SOURCE, Cell, Table
+from .layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, SOURCE, TIED, Cell, Table
 from .names import dataset_name, method_name, ordered_datasets, ordered_methods
 
 RETRIEVAL_COLUMNS = (*METRICS, "mean")
+_BOLD_RULE = "Bold: best of its column and budget, above the runner-up's 95% interval (else ≈ tied);"
 TRACK_TEXT = {
     "hard": "hard track (every set trained with identity targets, InfoNCE and the protocol's learning rates)",
     "native": "native track (each method with its own extras: learned similarity, loss, learning rates)",
 }
+
+
+INTERVALS = ("std", "ci95")
+# Two-sided 95% t-quantiles by degrees of freedom; 1.96 beyond the table.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)  # fmt: skip
+
+
+def t975(dof: int) -> float:
+    if dof < 1:
+        return math.nan
+    return _T975[dof - 1] if dof <= len(_T975) else 1.96
 
 
 @dataclass(frozen=True)
@@ -29,19 +49,33 @@ class Stat:
     mean: float
     std: float
     n: int
+    ci: float = math.nan  # half-width of the 95% interval of the mean
+    deterministic: bool = False
 
 
-def _stat(values: np.ndarray) -> Stat:
+def _stat(values: np.ndarray, rep_std: float = math.nan, reps: int = 0, deterministic: bool = False) -> Stat:
+    """Seed statistics; one seed of a deterministic method takes its spread from the repetitions."""
     values = values[~np.isnan(values)]
     if not len(values):
         return Stat(math.nan, math.nan, 0)
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-    return Stat(float(np.mean(values)), std, len(values))
+    mean = float(np.mean(values))
+    if len(values) > 1:
+        std = float(np.std(values, ddof=1))
+        return Stat(mean, std, len(values), t975(len(values) - 1) * std / math.sqrt(len(values)))
+    if deterministic and reps > 1 and not math.isnan(rep_std):
+        return Stat(mean, rep_std, 1, t975(reps - 1) * rep_std / math.sqrt(reps), True)
+    return Stat(mean, math.nan, 1, math.nan, deterministic)
 
 
 def _agg(df: pd.DataFrame, keys: list[str]) -> dict[tuple, Stat]:
     """Seed statistics of `value` per group of `keys`."""
-    return {key: _stat(g.to_numpy(dtype=float)) for key, g in df.groupby(keys, sort=False)["value"]}
+    out = {}
+    for key, g in df.groupby(keys, sort=False):
+        deterministic = bool(g["deterministic"].all()) if "deterministic" in g else False
+        rep_std = float(g["rep_std"].iloc[0]) if "rep_std" in g and len(g) == 1 else math.nan
+        reps = int(g["repetitions"].iloc[0]) if "repetitions" in g and len(g) == 1 else 0
+        out[key] = _stat(g["value"].to_numpy(dtype=float), rep_std, reps, deterministic)
+    return out
 
 
 def _main(frame: pd.DataFrame) -> pd.DataFrame:
@@ -49,29 +83,48 @@ def _main(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["ablation_group"] == ""]
 
 
-def _cell(stat: Stat | None, n_max: int, digits: int = 1, spread: bool = True) -> Cell:
+def _cell(stat: Stat | None, n_max: int, digits: int = 1, spread: bool = True, interval: str = "std") -> Cell:
     if stat is None or stat.n == 0:
         return Cell(mean=math.nan)
-    marks = FEWER_SEEDS if stat.n < n_max else ""
-    return Cell(mean=stat.mean, std=stat.std if spread else None, digits=digits, marks=marks)
+    marks = DETERMINISTIC if stat.deterministic else FEWER_SEEDS if stat.n < n_max else ""
+    shown = stat.ci if interval == "ci95" else stat.std
+    return Cell(mean=stat.mean, std=shown if spread else None, digits=digits, marks=marks, ci=stat.ci)
 
 
 def _bold_best(table: Table, rows: list[int], columns: range | list[int]) -> None:
-    """Bold the best shown value of each column among `rows`; ties at the shown precision all get bold."""
+    """Per column among `rows`: bold the best when its mean is above the runner-up's 95% interval, else
+    mark the best and every cell whose interval reaches it as tied. Without a noise estimate for the
+    runner-up (one seed, one repetition) nothing can be claimed: ties at the shown precision are tied."""
     for col in columns:
-        cells = [(r, table.rows[r][col]) for r in rows if not table.rows[r][col].missing]
+        cells = sorted(
+            ((r, table.rows[r][col]) for r in rows if not table.rows[r][col].missing),
+            key=lambda rc: -float(rc[1].mean),
+        )
         if not cells:
             continue
-        best = max(float(c.number().replace(",", "")) for _, c in cells)
+        best = float(cells[0][1].mean)
+        if len(cells) == 1:
+            table.rows[cells[0][0]][col] = replace(cells[0][1], bold=True)
+            continue
+        runner = cells[1][1]
+        noise = runner.ci if runner.ci is not None and not math.isnan(runner.ci) else None
+        if noise is not None and best > float(runner.mean) + noise:
+            table.rows[cells[0][0]][col] = replace(cells[0][1], bold=True)
+            continue
+        if noise is None and cells[0][1].number() != runner.number():
+            table.rows[cells[0][0]][col] = replace(cells[0][1], bold=True)
+            continue
         for r, c in cells:
-            if float(c.number().replace(",", "")) == best:
-                table.rows[r][col] = replace(c, bold=True)
+            reach = float(c.mean) + (c.ci if c.ci is not None and not math.isnan(c.ci) else 0.0)
+            if r == cells[0][0] or reach >= best or c.number() == cells[0][1].number():
+                table.rows[r][col] = replace(c, marks=c.marks + TIED)
 
 
-def _seeds_text(n_max: int, spread: bool = True) -> str:
+def _seeds_text(n_max: int, spread: bool = True, interval: str = "std") -> str:
     if n_max <= 1:
-        return "One seed"
-    return f"{'Mean ± std' if spread else 'Mean'} over {n_max} seeds"
+        return "One distillation seed"
+    shown = "Mean ± 95% interval" if interval == "ci95" else "Mean ± std (ddof=1)"
+    return f"{shown if spread else 'Mean'} over {n_max} distillation seeds"
 
 
 def _repetitions(df: pd.DataFrame) -> str:
@@ -106,6 +159,15 @@ def _notes(table: Table, extras: dict[str, str], n_max: int) -> None:
         table.notes.append(f"{EXTRAS} Used its own extras in the native track ({used}).")
     if FEWER_SEEDS in marks:
         table.notes.append(f"{FEWER_SEEDS} Fewer than {n_max} seeds finished for this cell.")
+    if DETERMINISTIC in marks:
+        table.notes.append(
+            f"{DETERMINISTIC} Deterministic method: one distillation seed; its spread is over evaluation "
+            "repetitions."
+        )
+    if TIED in marks:
+        table.notes.append(
+            f"{TIED} Tied for best: the best mean is not above the runner-up's 95% interval, so none is bold."
+        )
 
 
 def _grid(frame: pd.DataFrame) -> tuple[list[str], list[int], list[str]]:
@@ -119,7 +181,7 @@ def _grid(frame: pd.DataFrame) -> tuple[list[str], list[int], list[str]]:
 # ---------------------------------------------------------------------------------------------- retrieval
 
 
-def retrieval_table(frame: pd.DataFrame, track: str) -> Table | None:
+def retrieval_table(frame: pd.DataFrame, track: str, interval: str = "std") -> Table | None:
     """Rows budget x method (+ the full-data upper bound), columns dataset x (IR@1..TR@10, Mean)."""
     df = _main(frame)
     df = df[(df["track"] == track) & df["source"] & df["metric"].isin(RETRIEVAL_COLUMNS)]
@@ -136,8 +198,8 @@ def retrieval_table(frame: pd.DataFrame, track: str) -> Table | None:
     caption = (
         f"Test retrieval (%) after training on the distilled sets: IR@K text→image, TR@K image→text, "
         f"Mean of the six. Protocol {protocol}, {TRACK_TEXT.get(track, track + ' track')}, "
-        f"source encoders {image} + {text}. {_seeds_text(n_max)}{_repetitions(df)}. "
-        "Best per column and budget in bold; – not run."
+        f"source encoders {image} + {text}. {_seeds_text(n_max, True, interval)}{_repetitions(df)}. "
+        f"{_BOLD_RULE} – not run."
     )
     columns = [("", "Pairs"), ("", "Method")]
     columns += [(dataset_name(d), "Mean" if m == "mean" else m) for d in datasets for m in RETRIEVAL_COLUMNS]
@@ -147,13 +209,17 @@ def retrieval_table(frame: pd.DataFrame, track: str) -> Table | None:
         for i, method in enumerate(methods):
             row = [Cell(text=str(budget) if i == 0 else ""), _method_label(method, extras)]
             row += [
-                _cell(stats.get((d, budget, method, m)), n_max) for d in datasets for m in RETRIEVAL_COLUMNS
+                _cell(stats.get((d, budget, method, m)), n_max, interval=interval)
+                for d in datasets
+                for m in RETRIEVAL_COLUMNS
             ]
             table.add_row(row, new_group=i == 0)
         _bold_best(table, list(range(first, len(table.rows))), range(2, len(columns)))
     if full:
         row = [Cell(text="all"), Cell(text=method_name(FULL_DATA))]
-        row += [_cell(full.get((d, m)), n_full) for d in datasets for m in RETRIEVAL_COLUMNS]
+        row += [
+            _cell(full.get((d, m)), n_full, interval=interval) for d in datasets for m in RETRIEVAL_COLUMNS
+        ]
         table.add_row(row, new_group=True)
         seeds = f"{n_full} seed{'s' if n_full != 1 else ''}"
         table.notes.append(f"Full data: the upper bound, trained on every training pair ({seeds}).")
@@ -196,7 +262,7 @@ def cross_arch_table(frame: pd.DataFrame, track: str) -> Table | None:
         f"sets distilled with {source[0]} + {source[1]} ({SOURCE}) train other image and text encoders; "
         f"Mean over the {len(unseen)} unseen pairs. Protocol {frame['protocol'].iloc[0]}, "
         f"{TRACK_TEXT.get(track, track + ' track')}. {_seeds_text(n_max, spread=False)}{_repetitions(df)}. "
-        "Best per column and budget in bold; – not run."
+        f"{_BOLD_RULE} – not run."
     )
     columns = [("", "", "Pairs"), ("", "", "Method")]
     for d in datasets:
@@ -327,7 +393,7 @@ def _ablation_seed_values(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def ablation_tables(frame: pd.DataFrame, track: str) -> list[Table]:
+def ablation_tables(frame: pd.DataFrame, track: str, interval: str = "std") -> list[Table]:
     """One table per ablation group: rows variant (per dataset and budget), columns IR, TR, Mean."""
     df = frame[(frame["ablation_group"] != "") & (frame["track"] == track) & frame["source"]]
     df = df[df["metric"].isin(RETRIEVAL_COLUMNS)]
@@ -353,8 +419,8 @@ def ablation_tables(frame: pd.DataFrame, track: str) -> list[Table]:
         caption = (
             f"Ablation {group}{where}: IR = mean of IR@1/5/10, TR likewise, Mean = mean of the six (%, "
             f"test). Protocol {frame['protocol'].iloc[0]}, {TRACK_TEXT.get(track, track + ' track')}, "
-            f"source encoders {image} + {text}. {_seeds_text(n_max)}{_repetitions(part)}. "
-            "Best per column in bold; – not run."
+            f"source encoders {image} + {text}. {_seeds_text(n_max, True, interval)}{_repetitions(part)}. "
+            f"{_BOLD_RULE} – not run."
         )
         table = Table(f"ablation_{group}_{track}", f"Ablation: {group}", caption, columns, labels)
         for dataset, budget in blocks:
@@ -366,7 +432,7 @@ def ablation_tables(frame: pd.DataFrame, track: str) -> list[Table]:
                 )
                 row.append(Cell(text=name, marks=EXTRAS if method in extras else ""))
                 row += [
-                    _cell(stats.get((dataset, budget, method, variant, c)), n_max, 2)
+                    _cell(stats.get((dataset, budget, method, variant, c)), n_max, 2, interval=interval)
                     for c in ("IR", "TR", "Mean")
                 ]
                 table.add_row(row, new_group=k == 0)
@@ -376,7 +442,13 @@ def ablation_tables(frame: pd.DataFrame, track: str) -> list[Table]:
     return tables
 
 
-def build_tables(frame: pd.DataFrame, track: str, baseline: str | None = None) -> list[Table]:
+def build_tables(
+    frame: pd.DataFrame, track: str, baseline: str | None = None, interval: str = "std"
+) -> list[Table]:
     """Every table of one protocol's results, in the paper's order."""
-    tables = [t for t in (retrieval_table(frame, track), cross_arch_table(frame, track)) if t is not None]
-    return tables + timing_tables(frame, baseline) + ablation_tables(frame, track)
+    tables = [retrieval_table(frame, track, interval), cross_arch_table(frame, track)]
+    return (
+        [t for t in tables if t is not None]
+        + timing_tables(frame, baseline)
+        + ablation_tables(frame, track, interval)
+    )

@@ -1,0 +1,190 @@
+"""`mdd-bench tune-eval`: choose each encoder pair's evaluation recipe on val, knowing no method.
+
+The procedure (documented in README, reproduced by the command):
+1. Tuning sets: N random real training pairs at each protocol budget, drawn with seeds of their own
+   (TUNE_SEED + s), never a method's output.
+2. Stage 1: every candidate (lr_img x lr_txt x dsa) trains on the smallest budget's sets with `seeds`
+   seeds per image encoder; each trained model is scored on the **val** split with every text encoder
+   (training does not depend on the text encoder). Per pair, the `top` candidates by mean val recall
+   go on.
+3. Stage 2: those candidates train at every budget (`seeds` seeds); the score of a candidate is its val
+   mean recall averaged over budgets.
+4. Stability: the best-scoring candidate trains at the smallest budget with `stability_seeds` seeds; it is
+   kept when no seed falls below half the median, else the next candidate is checked.
+Finished trainings are kept in a resumable JSON log, so an interrupted tuning resumes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import atomic_write_json, cache_dir, stable_hash
+from .data.pairs import PairDataset
+from .evaluate import Evaluator, arch_grid, random_pairs
+from .protocol import Protocol
+from .training import Recipe
+
+TUNE_SEED = 7000  # tuning sets and repetitions draw from seeds no method cell uses (cells use 0, 1, 2...)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    lr_img: float
+    lr_txt: float
+    dsa: bool
+
+    @property
+    def key(self) -> str:
+        return f"lr_img={self.lr_img:g} lr_txt={self.lr_txt:g} dsa={str(self.dsa).lower()}"
+
+
+@dataclass
+class TuneConfig:
+    lrs_img: tuple[float, ...] = (0.1, 0.03, 0.01, 0.003)
+    lrs_txt: tuple[float, ...] = (0.1, 0.01)
+    dsa: tuple[bool, ...] = (False, True)
+    archs: str = "all"
+    seeds: int = 2
+    top: int = 2
+    stability_seeds: int = 10
+    budgets: tuple[int, ...] | None = None  # default: the protocol's
+
+    def candidates(self) -> list[Candidate]:
+        return [Candidate(*c) for c in itertools.product(self.lrs_img, self.lrs_txt, self.dsa)]
+
+
+@dataclass
+class PairChoice:
+    image: str
+    text: str
+    chosen: Candidate | None
+    val_by_budget: dict[int, float]
+    stability: list[float]
+    stable: bool
+    ranking: list[tuple[str, float]]  # stage-2 candidates by score
+
+
+class TuneLog:
+    """Val scores of finished trainings, keyed by (image, candidate, budget, seed); saved after each."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
+
+    @staticmethod
+    def key(image: str, cand: Candidate, budget: int, seed: int) -> str:
+        return f"{image}|{cand.key}|b{budget}|s{seed}"
+
+    def get(self, *key: Any) -> dict[str, float] | None:
+        return self.entries.get(self.key(*key))
+
+    def put(self, scores: dict[str, float], *key: Any) -> None:
+        self.entries[self.key(*key)] = scores
+        atomic_write_json(self.path, self.entries)
+
+
+class Tuner:
+    def __init__(self, protocol: Protocol, dataset: PairDataset, config: TuneConfig, log=print) -> None:
+        self.protocol, self.dataset, self.config, self.say = protocol, dataset, config, log
+        self.evaluator = Evaluator(protocol, dataset, progress=False)
+        self.budgets = tuple(config.budgets or protocol.budgets)
+        self.pairs = arch_grid(protocol, config.archs)
+        settings = {k: v for k, v in protocol.to_dict().items() if k in ("data", "image", "text", "model")}
+        ev = {k: v for k, v in protocol.to_dict()["eval"].items() if k not in ("recipes", "lr_img", "lr_txt")}
+        key = stable_hash([settings, ev, dataset.fingerprint(), TUNE_SEED])
+        self.log = TuneLog(cache_dir("tuning") / f"{protocol.name}-{dataset.name}-{key}.json")
+        self._sets: dict[tuple[int, int], Any] = {}
+
+    def tuning_set(self, budget: int, seed: int):
+        if (budget, seed) not in self._sets:
+            emb = self.evaluator.text_embeddings("train")
+            self._sets[(budget, seed)] = random_pairs(
+                self.dataset, emb, self.protocol, budget, TUNE_SEED + seed
+            )
+        return self._sets[(budget, seed)]
+
+    def scores(self, image: str, cand: Candidate, budget: int, seed: int) -> dict[str, float]:
+        """Val mean recall per text encoder of one training (from the log when already done)."""
+        done = self.log.get(image, cand, budget, seed)
+        if done is not None:
+            return done
+        texts = [t for i, t in self.pairs if i == image]
+        recipe = Recipe.from_eval(self.protocol, image, texts[0], **asdict(cand))
+        distilled = self.tuning_set(budget, seed)
+        model = self.evaluator.train_with(distilled, image, recipe, seed=(TUNE_SEED + seed) * 1000 + 500)
+        out = {t: self.evaluator.score(model, "val", t)["mean"] for t in texts}
+        self.log.put(out, image, cand, budget, seed)
+        self.say(f"  {image:<14} {cand.key:<34} budget {budget:<4} seed {seed}: "
+                 + "  ".join(f"{t} {v:.1f}" for t, v in out.items()))  # fmt: skip
+        return out
+
+    def mean_score(self, image: str, text: str, cand: Candidate, budget: int, seeds: range) -> float:
+        return float(np.mean([self.scores(image, cand, budget, s)[text] for s in seeds]))
+
+    def run(self) -> list[PairChoice]:
+        cfg = self.config
+        small = min(self.budgets)
+        seeds = range(cfg.seeds)
+        choices = []
+        for image in dict.fromkeys(i for i, _ in self.pairs):
+            self.say(f"stage 1: {image}, {len(cfg.candidates())} candidates at budget {small}")
+            stage1 = {c: {t: self.mean_score(image, t, c, small, seeds) for i, t in self.pairs if i == image}
+                      for c in cfg.candidates()}  # fmt: skip
+            for text in [t for i, t in self.pairs if i == image]:
+                top = sorted(stage1, key=lambda c: -stage1[c][text])[: cfg.top]
+                self.say(f"stage 2: {image} + {text}, {len(top)} candidates at budgets {list(self.budgets)}")
+                by_budget = {
+                    c: {b: self.mean_score(image, text, c, b, seeds) for b in self.budgets} for c in top
+                }
+                ranking = sorted(top, key=lambda c: -np.mean(list(by_budget[c].values())))
+                choices.append(self._stable_choice(image, text, ranking, by_budget, small))
+        return choices
+
+    def _stable_choice(self, image, text, ranking, by_budget, small) -> PairChoice:
+        ranked = [(c.key, float(np.mean(list(by_budget[c].values())))) for c in ranking]
+        values: list[float] = []
+        for cand in ranking:
+            values = [self.scores(image, cand, small, s)[text] for s in range(self.config.stability_seeds)]
+            if min(values) >= 0.5 * float(np.median(values)):
+                return PairChoice(image, text, cand, by_budget[cand], values, True, ranked)
+            self.say(f"  {image} + {text}: {cand.key} unstable (min {min(values):.1f}, "
+                     f"median {np.median(values):.1f}); trying the next")  # fmt: skip
+        return PairChoice(image, text, ranking[0], by_budget[ranking[0]], values, False, ranked)
+
+
+def recipes_toml(choices: list[PairChoice], command: str) -> str:
+    lines = [f"# Chosen on val by `{command}` (see mdd_bench/tuning.py for the procedure)."]
+    for c in choices:
+        if c.chosen is None:
+            continue
+        val = ", ".join(f"{b}: {v:.1f}" for b, v in c.val_by_budget.items())
+        lines += [
+            "",
+            f"# val mean recall on random pairs {val}; stability over {len(c.stability)} seeds: min "
+            f"{min(c.stability):.1f}, median {np.median(c.stability):.1f}{'' if c.stable else ' (UNSTABLE)'}",
+            "[[eval.recipes]]",
+            f'image = "{c.image}"',
+            f'text = "{c.text}"',
+            f"lr_img = {c.chosen.lr_img:g}",
+            f"lr_txt = {c.chosen.lr_txt:g}",
+            f"dsa = {str(c.chosen.dsa).lower()}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def choices_json(choices: list[PairChoice], config: TuneConfig, seconds: float) -> dict[str, Any]:
+    return {
+        "config": asdict(config),
+        "seconds": seconds,
+        "pairs": [
+            {**asdict(c), "chosen": asdict(c.chosen) if c.chosen else None,
+             "val_by_budget": {str(b): v for b, v in c.val_by_budget.items()}}
+            for c in choices
+        ],
+    }  # fmt: skip

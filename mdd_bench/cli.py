@@ -350,6 +350,13 @@ def _bool_list(text: str, option: str) -> tuple[bool, ...]:
 @click.option("--top", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--stability-seeds", type=click.IntRange(min=2), default=10, show_default=True)
 @click.option("--budgets", default=None, help="Comma-separated budgets (default: the protocol's).")
+@click.option(
+    "--real-augment/--no-real-augment",
+    "augment_choice",
+    default=True,
+    show_default=True,
+    help="Also choose real-image augmentation of the full-data run and experts on val.",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the scores and choices as JSON here.")  # fmt: skip
 def tune_eval_cmd(
@@ -364,6 +371,7 @@ def tune_eval_cmd(
     top: int,
     stability_seeds: int,
     budgets: str | None,
+    augment_choice: bool,
     out: Path | None,
 ) -> None:
     """Choose each encoder pair's evaluation recipe on val (random real pairs, no method involved)."""
@@ -387,13 +395,15 @@ def tune_eval_cmd(
     proto = proto.with_dataset(dataset) if dataset else proto
     ds = load_dataset(proto.data.dataset, proto, data_root)
     start = time.perf_counter()
-    choices = Tuner(proto, ds, config, log=click.echo).run()
+    tuner = Tuner(proto, ds, config, log=click.echo)
+    choices = tuner.run()
+    augment = tuner.real_augment_choice() if augment_choice else None
     seconds = time.perf_counter() - start
     command = f"mdd-bench tune-eval --protocol {protocol}"
     click.echo(f"\ntuned in {seconds:.0f} s; paste into the protocol file's [eval] section:\n")
-    click.echo(recipes_toml(choices, command))
+    click.echo(recipes_toml(choices, command, augment))
     if out is not None:
-        atomic_write_json(out, choices_json(choices, config, seconds))
+        atomic_write_json(out, choices_json(choices, config, seconds, augment))
         click.echo(f"scores written to {out}")
 
 

@@ -102,6 +102,8 @@ def reference_folder(p: Protocol, ds: PairDataset, image_encoder: str | None = N
     # Only what shapes this training run: changing, say, the expert settings must not retrain it.
     image_encoder = image_encoder or p.image.source
     settings = {k: v for k, v in p.to_dict().items() if k in ("data", "image", "text", "model", "eval")}
+    # Repetitions are files of their own in the folder, so asking for more extends the same reference.
+    settings["eval"] = {k: v for k, v in settings["eval"].items() if not k.endswith("repetitions")}
     key = stable_hash([settings, ds.fingerprint(), REFERENCE_VERSION, image_encoder])
     suffix = "" if image_encoder == p.image.source else f"-{image_encoder}"
     return cache_dir("references") / f"{p.name}-{ds.name}{suffix}-{key}"
@@ -119,6 +121,26 @@ def full_data_recipe(protocol: Protocol, image_encoder: str) -> Recipe:
         lr_decay_epoch=epochs // 2 + 1,
         dsa=False,
     )
+
+
+def train_full_data(
+    evaluator: Evaluator,
+    image_encoder: str,
+    seed: int,
+    real_augment: bool,
+    recorder: ForgettingRecorder | None = None,
+    progress: bool = True,
+) -> DualEncoder:
+    """One full-data training run (every training pair, `full_data_recipe`)."""
+    protocol, dataset = evaluator.protocol, evaluator.dataset
+    train_emb = evaluator.text_embeddings("train")
+    source = RealPairs(dataset.train, train_emb, protocol, 30_000 + seed if real_augment else None)
+    model = fresh_model(
+        pretrained_image_encoder(image_encoder, protocol, progress), train_emb.shape[1], protocol, seed
+    )
+    recipe = full_data_recipe(protocol, image_encoder)
+    desc = f"full data {image_encoder} rep {seed}"
+    return train_dual(model, source, recipe, seed, None, recorder, progress, desc)
 
 
 def full_data_reference(
@@ -151,14 +173,12 @@ def full_data_reference(
         if run_path.exists():
             runs.append(json.loads(run_path.read_text()))
             continue
-        augment_seed = 30_000 + seed if protocol.eval.real_augment else None
-        source = RealPairs(dataset.train, train_emb, protocol, augment_seed)
-        encoder = pretrained_image_encoder(image_encoder, protocol, progress)
-        model = fresh_model(encoder, train_emb.shape[1], protocol, seed)
-        record = is_source and seed == 0
-        recorder = ForgettingRecorder(dataset.train, train_emb, protocol, seed) if record else None
-        desc = f"full data {image_encoder} rep {seed}"
-        train_dual(model, source, recipe, seed, None, recorder, progress, desc)
+        recorder = (
+            ForgettingRecorder(dataset.train, train_emb, protocol, seed) if is_source and seed == 0 else None
+        )
+        model = train_full_data(
+            evaluator, image_encoder, seed, protocol.eval.real_augment, recorder, progress
+        )
         if recorder is not None:
             state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
             atomic_write(folder / "model.safetensors", lambda p, s=state: save_file(s, str(p)))

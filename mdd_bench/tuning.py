@@ -11,6 +11,9 @@ The procedure (documented in README, reproduced by the command):
    mean recall averaged over budgets.
 4. Stability: the best-scoring candidate trains at the smallest budget with `stability_seeds` seeds; it is
    kept when no seed falls below half the median, else the next candidate is checked.
+5. Real-image augmentation (optional): the full-data run of the source pair trains once without and once
+   with `real_augment`, both scored on val; the better one is the protocol's `real_augment` for the
+   full-data run and the experts (both train on every real pair).
 Finished trainings are kept in a resumable JSON log, so an interrupted tuning resumes.
 """
 
@@ -96,7 +99,17 @@ class Tuner:
         self.budgets = tuple(config.budgets or protocol.budgets)
         self.pairs = arch_grid(protocol, config.archs)
         settings = {k: v for k, v in protocol.to_dict().items() if k in ("data", "image", "text", "model")}
-        ev = {k: v for k, v in protocol.to_dict()["eval"].items() if k not in ("recipes", "lr_img", "lr_txt")}
+        # The log outlives a tuning: what it chooses (and how often a result is repeated) is not in its key.
+        chosen = (
+            "recipes",
+            "lr_img",
+            "lr_txt",
+            "dsa",
+            "real_augment",
+            "repetitions",
+            "full_data_repetitions",
+        )
+        ev = {k: v for k, v in protocol.to_dict()["eval"].items() if k not in chosen}
         key = stable_hash([settings, ev, dataset.fingerprint(), TUNE_SEED])
         self.log = TuneLog(cache_dir("tuning") / f"{protocol.name}-{dataset.name}-{key}.json")
         self._sets: dict[tuple[int, int], Any] = {}
@@ -146,6 +159,24 @@ class Tuner:
                 choices.append(self._stable_choice(image, text, ranking, by_budget, small))
         return choices
 
+    def real_augment_choice(self) -> dict[str, float]:
+        """Val mean recall of one full-data run of the source pair without and with real augmentation."""
+        from .references import train_full_data
+
+        out = {}
+        for augment in (False, True):
+            key = f"full-data|real_augment={str(augment).lower()}"
+            if key not in self.log.entries:
+                self.say(f"full data, real_augment={augment}: one run scored on val")
+                model = train_full_data(self.evaluator, self.protocol.image.source, TUNE_SEED, augment)
+                self.log.entries[key] = {"val": self.evaluator.score(model, "val")["mean"]}
+                atomic_write_json(self.log.path, self.log.entries)
+            out[str(augment).lower()] = self.log.entries[key]["val"]
+            self.say(
+                f"  full data real_augment={str(augment).lower()}: val mean {out[str(augment).lower()]:.1f}"
+            )
+        return out
+
     def _stable_choice(self, image, text, ranking, by_budget, small) -> PairChoice:
         ranked = [(c.key, float(np.mean(list(by_budget[c].values())))) for c in ranking]
         values: list[float] = []
@@ -158,8 +189,13 @@ class Tuner:
         return PairChoice(image, text, ranking[0], by_budget[ranking[0]], values, False, ranked)
 
 
-def recipes_toml(choices: list[PairChoice], command: str) -> str:
+def recipes_toml(choices: list[PairChoice], command: str, augment: dict[str, float] | None = None) -> str:
     lines = [f"# Chosen on val by `{command}` (see mdd_bench/tuning.py for the procedure)."]
+    if augment:
+        best = max(augment, key=augment.get)
+        scores = ", ".join(f"{k}: {v:.1f}" for k, v in augment.items())
+        lines += [f"# full-data val mean recall by real_augment: {scores}",
+                  f"real_augment = {best}  # [eval] and [experts]"]  # fmt: skip
     for c in choices:
         if c.chosen is None:
             continue
@@ -178,10 +214,13 @@ def recipes_toml(choices: list[PairChoice], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def choices_json(choices: list[PairChoice], config: TuneConfig, seconds: float) -> dict[str, Any]:
+def choices_json(
+    choices: list[PairChoice], config: TuneConfig, seconds: float, augment: dict[str, float] | None = None
+) -> dict[str, Any]:
     return {
         "config": asdict(config),
         "seconds": seconds,
+        "real_augment_val": augment,
         "pairs": [
             {**asdict(c), "chosen": asdict(c.chosen) if c.chosen else None,
              "val_by_budget": {str(b): v for b, v in c.val_by_budget.items()}}

@@ -135,3 +135,55 @@ def test_reference_key_follows_only_the_settings_that_shape_it(smoke):
     assert reference_folder(experts, dataset) == base
     ev = dataclasses.replace(protocol, eval=dataclasses.replace(protocol.eval, lr_img=0.01))
     assert reference_folder(ev, dataset) != base
+
+
+def test_full_data_reference_resumes_per_repetition(smoke, monkeypatch):
+    import dataclasses
+
+    from mdd_bench import references
+
+    protocol, dataset, _, _ = smoke
+    # A protocol variant of its own (other epochs), so this test trains a fresh reference.
+    proto = dataclasses.replace(protocol, eval=dataclasses.replace(protocol.eval, full_data_epochs=2))
+    evaluator = Evaluator(proto, dataset, progress=False)
+    trained = []
+    real = references.train_full_data
+
+    def counting(ev, image, seed, augment, recorder=None, progress=True):
+        trained.append(seed)
+        if seed == 1 and len(trained) == 2:
+            raise KeyboardInterrupt  # interrupted during repetition 1
+        return real(ev, image, seed, augment, recorder, progress)
+
+    monkeypatch.setattr(references, "train_full_data", counting)
+    with pytest.raises(KeyboardInterrupt):
+        full_data_reference(evaluator, progress=False)
+    folder = references.reference_folder(proto, dataset)
+    rep0 = folder / "runs" / "rep0.json"
+    assert rep0.exists() and not (folder / "result.json").exists()
+    mtime = rep0.stat().st_mtime_ns
+    ref = full_data_reference(evaluator, progress=False)
+    assert trained == [0, 1, 1]  # repetition 0 kept, repetition 1 retrained once
+    assert rep0.stat().st_mtime_ns == mtime and len(ref.result["runs"]) == 2
+    assert ref.result["std"]["mean"] is not None  # ddof=1 over the two repetitions
+    assert ref.result["recipe"]["epochs"] == 2 and ref.result["recipe"]["dsa"] is False
+
+
+def test_full_data_of_an_unseen_image_encoder_is_its_own_reference(smoke):
+    protocol, dataset, evaluator, _ = smoke
+    from mdd_bench.references import reference_folder
+
+    unseen = protocol.image.unseen[0]
+    assert reference_folder(protocol, dataset, unseen) != reference_folder(protocol, dataset)
+    ref = full_data_reference(evaluator, progress=False, image_encoder=unseen, repetitions=1)
+    assert ref.result["image_encoder"] == unseen and not ref.result["source"]
+    assert len(ref.result["runs"]) == 1 and ref.result["std"]["mean"] is None
+    assert not (ref.folder / "forgetting.npy").exists()  # forgetting is recorded for the source only
+
+
+def test_std_is_the_sample_std():
+    from mdd_bench.evaluate import ArchResult
+
+    arch = ArchResult("a", "b", [0, 1, 2], [{"mean": 10.0}, {"mean": 12.0}, {"mean": 14.0}])
+    assert arch.std["mean"] == pytest.approx(2.0)
+    assert ArchResult("a", "b", [0], [{"mean": 10.0}]).std["mean"] is None

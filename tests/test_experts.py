@@ -110,3 +110,28 @@ def test_resume_keeps_finished_experts_and_retrains_the_interrupted_one(evaluato
     assert trained == ["expert 2/2"]
     assert store.complete_experts == [0, 1]
     assert finished.stat().st_mtime_ns == mtime
+
+
+def test_experts_with_an_image_head_round_trip(evaluator):
+    # projection_dim > 0 adds an image projection: it is part of the image vector and loads back.
+    protocol = dataclasses.replace(
+        evaluator.protocol, model=dataclasses.replace(evaluator.protocol.model, projection_dim=16)
+    )
+    ev = Evaluator(protocol, evaluator.dataset, progress=False)
+    store = ensure_experts(ev, num_experts=1, epochs=1, progress=False)
+    model = store.load_model(ev, 0, 1)
+    assert model.image_projection.weight.shape == (16, model.image_encoder.num_features)
+    image, text = store.flat(0, 1)
+    flat = torch.cat([p.detach().reshape(-1) for p in [*model.image_encoder.parameters(),
+                                                       *model.image_projection.parameters()]])  # fmt: skip
+    assert torch.equal(image, flat)
+    assert text.numel() == sum(p.numel() for p in model.text_projection.parameters())
+
+
+def test_expert_key_follows_real_augmentation(evaluator):
+    protocol = dataclasses.replace(
+        evaluator.protocol, experts=dataclasses.replace(evaluator.protocol.experts, real_augment=True)
+    )
+    plain = experts_folder(evaluator, ExpertConfig.from_protocol(evaluator.protocol))
+    augmented = experts_folder(evaluator, ExpertConfig.from_protocol(protocol))
+    assert plain != augmented

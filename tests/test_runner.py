@@ -140,3 +140,65 @@ def test_third_party_plugin_runs_through_mdd_bench_run(plugin_on_path, tmp_path)
 
     saved = DistilledSet.load(result["distilled_set"])
     assert saved.provenance["real_indices"] == list(range(0, 20, 2))
+
+
+def test_deterministic_methods_run_the_first_seed_only(tmp_path, monkeypatch):
+    from mdd_bench import runner
+    from mdd_bench.api import Method
+    from mdd_bench.registry import get_method
+
+    class Fixed(Method):
+        name = "fixed"
+        family = "coreset"
+        deterministic = True
+
+        def distill(self, ctx, budget):
+            return ctx.coreset(list(range(budget)), method=self.name)
+
+    monkeypatch.setattr(runner, "get_method", lambda name: Fixed if name == "fixed" else get_method(name))
+    from mdd_bench.data import load_dataset
+    from mdd_bench.protocol import load_protocol
+
+    protocol = load_protocol("smoke")
+    config = runner.RunConfig(["fixed", "random"], ["shapes"], [10], seeds=[0, 1], out=tmp_path,
+                              tracks=["hard"], repetitions=1)  # fmt: skip
+    said = []
+    results = runner.run_grid(protocol, config, log=said.append)
+    cells = sorted((r["method"], r["seed"]) for r in results)
+    assert cells == [("fixed", 0), ("random", 0), ("random", 1)]
+    assert any("fixed is deterministic" in line for line in said)
+    fixed = next(r for r in results if r["method"] == "fixed")
+    assert fixed["deterministic"] is True
+    assert next(r for r in results if r["method"] == "random")["deterministic"] is False
+    assert load_dataset  # the grid loaded the data itself
+
+
+def test_default_seeds_come_from_the_protocol():
+    from mdd_bench.protocol import load_protocol
+
+    assert load_protocol("cpu").seeds == (0, 1, 2) and load_protocol("paper").seeds == (0, 1, 2)
+    assert load_protocol("smoke").seeds == (0,)
+
+
+def test_negative_seed_is_a_one_line_error(tmp_path):
+    bad = CliRunner().invoke(cli, [*RUN, "--methods", "random", "--seeds", "-1", "--out", str(tmp_path)])
+    assert bad.exit_code != 0 and "non-negative" in bad.output and "Traceback" not in bad.output
+
+
+def test_cuda_peak_memory_reaches_the_result(tmp_path, monkeypatch):
+    import torch
+
+    from mdd_bench import runner
+
+    class FakeCudaPeak(runner.PeakMemory):
+        def __exit__(self, *exc):
+            super().__exit__(*exc)
+            self.cuda_peak_mb = 123.0
+
+    monkeypatch.setattr(runner, "PeakMemory", FakeCudaPeak)
+    out = tmp_path / "runs"
+    res = CliRunner().invoke(cli, [*RUN, "--methods", "random", "--tracks", "hard", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "smoke" / "shapes" / "random" / "b10-s0.json").read_text())
+    assert result["distill"]["cuda_peak_mem_mb"] == 123.0
+    assert runner.PeakMemory(torch.device("cpu")).cuda_peak_mb is None

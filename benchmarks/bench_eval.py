@@ -11,6 +11,7 @@ from mdd_bench.anchors import ensure_anchor
 from mdd_bench.data import load_dataset
 from mdd_bench.evaluate import Evaluator, random_pairs
 from mdd_bench.protocol import load_protocol
+from mdd_bench.workspace import Workspace
 
 
 def main() -> None:
@@ -23,7 +24,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     protocol = load_protocol(args.protocol)
     dataset = load_dataset(protocol.data.dataset, protocol)
-    evaluator = Evaluator(protocol, dataset, progress=False)
+    evaluator = Evaluator(Workspace(protocol, dataset, progress=False))
     ensure_anchor(protocol.image.source, protocol)
     distilled = random_pairs(dataset, evaluator.text_embeddings("train"), protocol, args.budget, seed=0)
     evaluator.evaluate(distilled, repetitions=1)  # warm-up: text embeddings, anchor load

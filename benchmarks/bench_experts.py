@@ -16,6 +16,7 @@ from mdd_bench.data import load_dataset
 from mdd_bench.evaluate import Evaluator
 from mdd_bench.experts import ensure_experts
 from mdd_bench.protocol import load_protocol
+from mdd_bench.workspace import Workspace
 
 
 def main() -> None:
@@ -25,10 +26,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     protocol = load_protocol(args.protocol)
-    evaluator = Evaluator(protocol, load_dataset(protocol.data.dataset, protocol), progress=False)
+    evaluator = Evaluator(Workspace(protocol, load_dataset(protocol.data.dataset, protocol), progress=False))
     evaluator.text_embeddings("train")
     start = time.perf_counter()
-    store = ensure_experts(evaluator)
+    store = ensure_experts(evaluator.workspace)
     print(f"ensure_experts: {time.perf_counter() - start:.1f} s (0 when already trained)")
     rng = random.Random(0)
     times = []

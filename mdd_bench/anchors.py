@@ -60,12 +60,15 @@ def anchor_path(name: str, protocol: Protocol) -> Path:
     return cache_dir("anchors") / f"{name}-{anchor_key(name, protocol)}.safetensors"
 
 
-def train_anchor(name: str, protocol: Protocol, progress: bool = True) -> dict[str, torch.Tensor]:
+def train_anchor(
+    name: str, protocol: Protocol, progress: bool = True, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     spec = protocol.image
     resolution = protocol.data.resolution
     torch.manual_seed(spec.anchor_seed)
     encoder = create_image_encoder(name, "none", resolution=resolution)
     head = nn.Linear(int(encoder.num_features), NUM_CLASSES)
+    encoder, head = encoder.to(device), head.to(device)
     pixels, labels = classification_corpus(spec.anchor_images, resolution, spec.anchor_seed)
     normalise = normaliser(protocol)
     params = list(encoder.parameters()) + list(head.parameters())
@@ -83,8 +86,8 @@ def train_anchor(name: str, protocol: Protocol, progress: bool = True) -> dict[s
             idx = order[b * batch : (b + 1) * batch]
             x = normalise(pixels[idx])
             flip = torch.rand(len(idx), generator=generator) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-            loss = F.cross_entropy(head(encoder(x)), labels[idx])
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x).to(device)
+            loss = F.cross_entropy(head(encoder(x)), labels[idx].to(device))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -92,23 +95,30 @@ def train_anchor(name: str, protocol: Protocol, progress: bool = True) -> dict[s
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
-    return {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
+    return {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
 
 
-def ensure_anchor(name: str, protocol: Protocol, progress: bool = True) -> Path:
+def ensure_anchor(
+    name: str, protocol: Protocol, progress: bool = True, device: str | torch.device = "cpu"
+) -> Path:
     """Path of the cached anchor weights of image encoder `name`, training them on first need."""
     path = anchor_path(name, protocol)
     if not path.exists():
-        state = train_anchor(name, protocol, progress)
+        state = train_anchor(name, protocol, progress, device)
         atomic_write(path, lambda p: save_file(state, str(p)))
     return path
 
 
-def pretrained_image_encoder(name: str, protocol: Protocol, progress: bool = True) -> nn.Module:
-    """The protocol's notion of a pretrained encoder: ImageNet weights, our anchor, or random."""
+def pretrained_image_encoder(
+    name: str, protocol: Protocol, progress: bool = True, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The protocol's notion of a pretrained encoder: ImageNet weights, our anchor, or random.
+
+    Returned on the CPU; `device` is where an anchor trains on first need.
+    """
     mode = protocol.image.pretrained
     resolution = protocol.data.resolution
     if mode == "anchor":
-        weights = ensure_anchor(name, protocol, progress)
+        weights = ensure_anchor(name, protocol, progress, device)
         return create_image_encoder(name, "anchor", weights=weights, resolution=resolution)
     return create_image_encoder(name, mode, resolution=resolution)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import types
-import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import TypeAdapter, ValidationError
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -56,17 +55,19 @@ class Method:
 
     @classmethod
     def for_protocol(cls, protocol: Protocol, overrides: dict[str, str] | None = None) -> Method:
-        """The method with its defaults for `protocol`, then `--set name.key=value` overrides."""
-        values: dict[str, Any] = dict(cls.defaults.get(protocol.name, {}))
-        fields = {f.name: f for f in dataclasses.fields(cls.hparams_class)}
-        hints = typing.get_type_hints(cls.hparams_class)
-        for key, raw in (overrides or {}).items():
-            if key not in fields:
-                raise MddError(
-                    f"Method '{cls.name}' has no hyper-parameter '{key}'.{did_you_mean(key, fields)}"
-                )
-            values[key] = _parse_value(raw, hints[key], f"{cls.name}.{key}")
-        return cls(cls.hparams_class(**values))
+        """The method with its defaults for `protocol`, then `--set name.key=value` overrides.
+
+        Defaults are looked up along the protocol's lineage (its name, then the packaged protocol it
+        inherits from with `base = ...`). Both the defaults and the overrides are validated against the
+        hyper-parameter dataclass's types (pydantic), so a typo or a wrong type is a one-line error.
+        """
+        values: dict[str, Any] = {}
+        for name in reversed(protocol.lineage):
+            values.update(cls.defaults.get(name, {}))
+        _check_keys(cls, values, "defaults")
+        overrides = overrides or {}
+        _check_keys(cls, overrides, "--set")
+        return cls(validate_hparams(cls, {**values, **overrides}))
 
     def distill(self, ctx: DistillContext, budget: int) -> DistilledSet:
         raise NotImplementedError
@@ -80,22 +81,23 @@ class Method:
         return {"name": self.name, "family": self.family, "hparams": dataclasses.asdict(self.hparams)}
 
 
-def _parse_value(raw: str, kind: Any, where: str) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    base = kind
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        base = next(a for a in typing.get_args(kind) if a is not type(None))
+def _check_keys(cls: type[Method], values: dict[str, Any], where: str) -> None:
+    fields = [f.name for f in dataclasses.fields(cls.hparams_class)]
+    for key in values:
+        if key not in fields:
+            raise MddError(
+                f"Method '{cls.name}' has no hyper-parameter '{key}' ({where}).{did_you_mean(key, fields)}"
+            )
+
+
+def validate_hparams(cls: type[Method], values: dict[str, Any]) -> HParams:
+    """Typed hyper-parameters from defaults and `--set` strings ("0.5", "true", "3" are converted)."""
     try:
-        if base is bool:
-            if raw.lower() not in {"true", "false", "1", "0", "yes", "no"}:
-                raise ValueError(raw)
-            return raw.lower() in {"true", "1", "yes"}
-        if base in (int, float, str):
-            return base(raw)
-    except ValueError:
-        raise MddError(f"--set {where}={raw}: expected a {getattr(base, '__name__', base)}.") from None
-    return raw
+        return TypeAdapter(cls.hparams_class).validate_python(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise MddError(f"--set {cls.name}.{key}={first.get('input')}: {first['msg']}.") from None
 
 
 @dataclass
@@ -119,13 +121,15 @@ class DistillContext:
         progress: bool = True,
     ) -> None:
         from .evaluate import Evaluator
+        from .workspace import Workspace
 
         self.protocol = protocol
         self.dataset = dataset
         self.seed = seed
-        self.device = torch.device(device)
+        self.workspace = Workspace(protocol, dataset, device, progress)
+        self.device = self.workspace.device
         self.progress_enabled = progress
-        self.evaluator = Evaluator(protocol, dataset, progress)
+        self.evaluator = Evaluator(self.workspace)
         self.rng = np.random.default_rng(seed)
         self.torch_generator = torch.Generator().manual_seed(seed)
         self.stats = DistillStats()
@@ -135,15 +139,15 @@ class DistillContext:
 
     # -------------------------------------------------------------- data
     def text_embeddings(self, split: str = "train", encoder: str | None = None) -> np.ndarray:
-        """Frozen caption embeddings of a split (source text encoder unless named)."""
-        return self.evaluator.text_embeddings(split, encoder)
+        """Frozen caption embeddings of a split (source text encoder unless named), as numpy on the CPU."""
+        return self.workspace.text_embeddings(split, encoder)
 
     def real_pairs(self, indices: np.ndarray | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(normalised images, caption embeddings) of training pairs `indices`."""
-        from .training import RealPairs
-
-        source = RealPairs(self.dataset.train, self.text_embeddings("train"), self.protocol)
-        return source.batch(torch.as_tensor(np.asarray(indices, dtype=np.int64)))
+        """(normalised images, caption embeddings) of training pairs `indices`, on the context's device."""
+        images, texts = self.workspace.real_pairs("train").batch(
+            torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        )
+        return images.to(self.device), texts.to(self.device)
 
     def coreset(self, indices: np.ndarray | list[int], **provenance: Any) -> DistilledSet:
         """A DistilledSet made of real training pairs, recording which ones."""
@@ -155,29 +159,32 @@ class DistillContext:
 
     # -------------------------------------------------------------- models and artifacts
     def image_encoder(self, name: str | None = None) -> nn.Module:
-        """A fresh copy of the protocol's pretrained image encoder (the anchor under `cpu`)."""
-        from .anchors import pretrained_image_encoder
+        """A fresh copy of the protocol's pretrained image encoder (the anchor under `cpu`), on the device."""
+        return self.workspace.image_encoder(name).to(self.device)
 
-        return pretrained_image_encoder(
-            name or self.protocol.image.source, self.protocol, self.progress_enabled
-        )
+    def fresh_model(self, seed: int | None = None, image_encoder: str | None = None) -> nn.Module:
+        """A new pretrained two-tower model on the device (head init from `seed`, default the cell's)."""
+        return self.workspace.fresh_model(self.seed if seed is None else seed, image_encoder)
 
     def text_encoder(self, name: str | None = None):
         from .models import create_text_encoder
+        from .text_student import text_encoder_weights
 
-        return create_text_encoder(name or self.protocol.text.source, self.protocol.text.max_length)
+        name = name or self.protocol.text.source
+        weights = text_encoder_weights(name)
+        return create_text_encoder(name, self.protocol.text.max_length, str(self.device), weights)
 
     def reference(self):
         """The full-data upper-bound run (trained model + forgetting statistics)."""
         if self._reference is None:
             from .references import full_data_reference
 
-            self._reference = full_data_reference(self.evaluator, self.progress_enabled)
+            self._reference = full_data_reference(self.workspace, self.progress_enabled)
         return self._reference
 
     def reference_model(self) -> nn.Module:
         if self._reference_model is None:
-            self._reference_model = self.reference().load_model(self.evaluator)
+            self._reference_model = self.reference().load_model(self.workspace)
         return self._reference_model
 
     def experts(self):
@@ -185,7 +192,7 @@ class DistillContext:
         if self._experts is None:
             from .experts import ensure_experts
 
-            self._experts = ensure_experts(self.evaluator, progress=self.progress_enabled)
+            self._experts = ensure_experts(self.workspace, progress=self.progress_enabled)
         return self._experts
 
     def prepare(self, artifacts: tuple[str, ...]) -> None:

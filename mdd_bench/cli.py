@@ -29,6 +29,12 @@ protocol_option = click.option(
     show_default=True,
     help="Packaged protocol name (smoke, cpu, paper) or path of a TOML file.",
 )
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where every training loop runs: cpu, cuda, cuda:N, or auto (the first GPU if any).",
+)
 data_root_option = click.option(
     "--data-root",
     type=click.Path(file_okay=False, path_type=Path),
@@ -139,20 +145,27 @@ def data_check(name: str, protocol: str, data_root: Path | None) -> None:
 @protocol_option
 @click.option("--dataset", default=None, help="Dataset (default: the protocol's).")
 @data_root_option
-@click.option("--num-experts", type=int, default=None, help="Default: the protocol's.")
-@click.option("--epochs", type=int, default=None, help="Default: the protocol's.")
+@click.option("--num-experts", type=click.IntRange(min=1), default=None, help="Default: the protocol's.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: the protocol's.")
+@device_option
 def experts_cmd(
-    protocol: str, dataset: str | None, data_root: Path | None, num_experts: int | None, epochs: int | None
+    protocol: str,
+    dataset: str | None,
+    data_root: Path | None,
+    num_experts: int | None,
+    epochs: int | None,
+    device: str,
 ) -> None:
     """Train (or resume) the expert trajectories that MTT-VL, TESLA, LoRS and MDM use."""
     from .data import load_dataset
-    from .evaluate import Evaluator
     from .experts import ensure_experts
+    from .workspace import Workspace, resolve_device
 
+    resolve_device(device)
     proto = load_protocol(protocol)
     proto = proto.with_dataset(dataset) if dataset else proto
     ds = load_dataset(proto.data.dataset, proto, data_root)
-    store = ensure_experts(Evaluator(proto, ds), num_experts, epochs)
+    store = ensure_experts(Workspace(proto, ds, device), num_experts, epochs)
     m = store.manifest
     click.echo(
         f"{store.num_experts} experts x epochs {m['kept_epochs']} kept (dropped {m['dropped_epochs']})"
@@ -197,9 +210,13 @@ def _int_list(text: str, option: str) -> list[int]:
     "--set", "sets", multiple=True, help="Hyper-parameter override METHOD.PARAM=VALUE (repeatable)."
 )
 @click.option(
-    "--repetitions", type=int, default=None, help="Evaluation repetitions (default: the protocol's)."
+    "--repetitions",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Evaluation repetitions (default: the protocol's).",
 )
 @data_root_option
+@device_option
 def run_cmd(
     methods: str | None,
     datasets: str | None,
@@ -212,11 +229,14 @@ def run_cmd(
     sets: tuple[str, ...],
     repetitions: int | None,
     data_root: Path | None,
+    device: str,
 ) -> None:
     """Distil and evaluate every cell (method x dataset x budget x seed); finished cells are skipped."""
     from .registry import list_methods, parse_method_names
     from .runner import RunConfig, parse_overrides, run_grid, summary_rows
+    from .workspace import resolve_device
 
+    resolve_device(device)
     proto = load_protocol(protocol)
     if methods:
         names = parse_method_names(methods)
@@ -239,6 +259,7 @@ def run_cmd(
         overrides=parse_overrides(sets),
         data_root=data_root,
         repetitions=repetitions,
+        device=device,
     )
     unknown_sets = set(config.overrides) - set(names)
     if unknown_sets:
@@ -271,10 +292,13 @@ def _metrics_table(rows: list[tuple[str, str, dict, dict]]) -> str:
 @data_root_option
 @click.option("--archs", type=click.Choice(["source", "all"]), default="source", show_default=True)
 @click.option("--track", type=click.Choice(["hard", "native"]), default="hard", show_default=True)
-@click.option("--repetitions", type=int, default=None, help="Default: the protocol's.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--repetitions", type=click.IntRange(min=1), default=None, help="Default: the protocol's.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--full-data", is_flag=True, help="Run (or show) the full-data upper bound.")
-@click.option("--random", "random_budget", type=int, default=None, help="Evaluate N random pairs.")
+@device_option
+@click.option(
+    "--random", "random_budget", type=click.IntRange(min=1), default=None, help="Evaluate N random pairs."
+)
 def eval_cmd(
     path: Path | None,
     protocol: str,
@@ -285,6 +309,7 @@ def eval_cmd(
     repetitions: int | None,
     seed: int,
     full_data: bool,
+    device: str,
     random_budget: int | None,
 ) -> None:
     """Train fresh retrieval models on the distilled set at PATH and report test retrieval."""
@@ -292,18 +317,23 @@ def eval_cmd(
     from .distilled import DistilledSet
     from .evaluate import Evaluator, random_pairs
     from .references import full_data_reference
+    from .workspace import Workspace, resolve_device
 
     if sum([path is not None, full_data, random_budget is not None]) != 1:
         raise MddError("Give exactly one of: a distilled-set PATH, --full-data, or --random N.")
+    if path is not None:
+        DistilledSet.check_path(path)  # before any data is generated or loaded
+    resolve_device(device)
     proto = load_protocol(protocol)
     proto = proto.with_dataset(dataset) if dataset else proto
     ds = load_dataset(proto.data.dataset, proto, data_root)
-    evaluator = Evaluator(proto, ds)
+    workspace = Workspace(proto, ds, device)
+    evaluator = Evaluator(workspace)
     if full_data:
         encoders = [proto.image.source] + (list(proto.image.unseen) if archs == "all" else [])
         rows = []
         for encoder in encoders:
-            r = full_data_reference(evaluator, image_encoder=encoder, repetitions=repetitions).result
+            r = full_data_reference(workspace, image_encoder=encoder, repetitions=repetitions).result
             click.echo(f"full-data {encoder}: {r['pairs']} pairs, {len(r['runs'])} repetitions")
             rows.append((r["image_encoder"], r["text_encoder"], r["mean"], r["std"]))
         click.echo(_metrics_table(rows))
@@ -359,6 +389,7 @@ def _bool_list(text: str, option: str) -> tuple[bool, ...]:
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the scores and choices as JSON here.")  # fmt: skip
+@device_option
 def tune_eval_cmd(
     protocol: str,
     dataset: str | None,
@@ -373,6 +404,7 @@ def tune_eval_cmd(
     budgets: str | None,
     augment_choice: bool,
     out: Path | None,
+    device: str,
 ) -> None:
     """Choose each encoder pair's evaluation recipe on val (random real pairs, no method involved)."""
     import time
@@ -391,11 +423,14 @@ def tune_eval_cmd(
         stability_seeds=stability_seeds,
         budgets=tuple(_int_list(budgets, "--budgets")) if budgets else None,
     )
+    from .workspace import resolve_device
+
+    resolve_device(device)
     proto = load_protocol(protocol)
     proto = proto.with_dataset(dataset) if dataset else proto
     ds = load_dataset(proto.data.dataset, proto, data_root)
     start = time.perf_counter()
-    tuner = Tuner(proto, ds, config, log=click.echo)
+    tuner = Tuner(proto, ds, config, log=click.echo, device=device)
     choices = tuner.run()
     augment = tuner.real_augment_choice() if augment_choice else None
     seconds = time.perf_counter() - start

@@ -32,6 +32,9 @@ class DistilledSet:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # A stored artifact: detached CPU tensors, whatever device the method distilled on.
+        self.images, self.texts = self.images.detach().cpu(), self.texts.detach().cpu()
+        self.extras = {k: v.detach().cpu() for k, v in self.extras.items()}
         if self.images.ndim != 4 or self.texts.ndim != 2:
             raise ValueError("images must be [N, 3, R, R] and texts [N, D]")
         if self.images.shape[0] != self.texts.shape[0]:
@@ -83,13 +86,20 @@ class DistilledSet:
         atomic_write_json(_with_ext(base, ".json"), sidecar)
         return tensor_path
 
-    @classmethod
-    def load(cls, path: str | Path) -> DistilledSet:
+    @staticmethod
+    def check_path(path: str | Path) -> tuple[Path, Path]:
+        """(tensor file, sidecar) of a saved set; a missing one is a one-line error."""
         base = _base(path)
         tensor_path, sidecar_path = _with_ext(base, ".safetensors"), _with_ext(base, ".json")
         for p in (tensor_path, sidecar_path):
             if not p.is_file():
                 raise MddError(f"Distilled set file '{p}' is missing. Pass the path of a saved set.")
+        return tensor_path, sidecar_path
+
+    @classmethod
+    def load(cls, path: str | Path) -> DistilledSet:
+        base = _base(path)
+        tensor_path, sidecar_path = cls.check_path(path)
         try:
             tensors = load_file(str(tensor_path))
             sidecar = json.loads(sidecar_path.read_text())

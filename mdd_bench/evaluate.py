@@ -19,15 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .anchors import pretrained_image_encoder
 from .data.pairs import PairDataset
-from .data.text_features import split_embeddings
 from .distilled import DistilledSet
 from .errors import MddError
-from .metrics import retrieval_metrics
 from .models.dual import DualEncoder
 from .protocol import Protocol
-from .training import RealPairs, Recipe, TensorPairs, embed_images, embed_texts, fresh_model, train_dual
+from .training import RealPairs, Recipe, TensorPairs, train_dual
+from .workspace import Workspace
 
 TRACKS = ("hard", "native")
 # Repetition r of distillation seed s trains with seed s * 1000 + offset + r.
@@ -93,21 +91,16 @@ def arch_grid(protocol: Protocol, archs: str) -> list[tuple[str, str]]:
 
 
 class Evaluator:
-    """Evaluates distilled sets of one dataset under one protocol; caches text embeddings."""
+    """Evaluates distilled sets of one dataset under one protocol, on the workspace's device."""
 
-    def __init__(self, protocol: Protocol, dataset: PairDataset, progress: bool = True) -> None:
-        self.protocol = protocol
-        self.dataset = dataset
-        self.progress = progress
-        self._text: dict[tuple[str, str], np.ndarray] = {}
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.protocol = workspace.protocol
+        self.dataset = workspace.dataset
+        self.progress = workspace.progress
 
     def text_embeddings(self, split: str, encoder: str | None = None) -> np.ndarray:
-        encoder = encoder or self.protocol.text.source
-        key = (split, encoder)
-        if key not in self._text:
-            embs = split_embeddings(self.dataset, self.protocol.text, encoder, splits=(split,))
-            self._text[key] = embs[split]
-        return self._text[key]
+        return self.workspace.text_embeddings(split, encoder)
 
     # ------------------------------------------------------------------ pieces
 
@@ -133,10 +126,7 @@ class Evaluator:
         return recipe, used
 
     def score(self, model: DualEncoder, split: str, text_encoder: str | None = None) -> dict[str, float]:
-        part = self.dataset.splits[split]
-        image_emb = embed_images(model, part, self.protocol)
-        text_emb = embed_texts(model, self.text_embeddings(split, text_encoder))
-        return retrieval_metrics(image_emb, text_emb, part.caption_image)
+        return self.workspace.score(model, split, text_encoder)
 
     def train_on(
         self,
@@ -159,12 +149,7 @@ class Evaluator:
         similarity: torch.Tensor | None = None,
     ) -> DualEncoder:
         """A fresh pretrained model trained on `distilled` with exactly `recipe`."""
-        model = fresh_model(
-            pretrained_image_encoder(image_encoder, self.protocol, self.progress),
-            distilled.texts.shape[1],
-            self.protocol,
-            seed,
-        )
+        model = self.workspace.fresh_model(seed, image_encoder, text_dim=distilled.texts.shape[1])
         source = TensorPairs(distilled.images.detach(), distilled.texts.detach())
         return train_dual(model, source, recipe, seed, similarity, desc=f"eval {image_encoder}")
 

@@ -18,18 +18,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .anchors import anchor_key, pretrained_image_encoder
+from .anchors import anchor_key
 from .cache import atomic_write, atomic_write_json, cache_dir, stable_hash
 from .errors import MddError
-from .evaluate import Evaluator
 from .models.dual import DualEncoder
-from .training import RealPairs, Recipe, fresh_model, train_dual
+from .training import Recipe, train_dual
+from .workspace import MODALITIES, Workspace, flatten, layout, unflatten
 
 EXPERTS_VERSION = 2  # 2: the image vector includes the image projection
 MANIFEST = "manifest.json"
@@ -82,44 +81,11 @@ class ExpertConfig:
         )
 
 
-# The modalities of a flat snapshot: the image tower (encoder + optional image head) and the text head.
-MODALITIES = {"image": ("image_encoder", "image_projection"), "text": ("text_projection",)}
-
-
-def _named(model: DualEncoder, modality: str) -> list[tuple[str, torch.Tensor]]:
-    """Parameters of one modality with their `DualEncoder` state-dict names."""
-    return [
-        (f"{part}.{n}", p)
-        for part in MODALITIES[modality]
-        for n, p in getattr(model, part).named_parameters()
-    ]
-
-
-def _flatten(model: DualEncoder, modality: str) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1).float() for _, p in _named(model, modality)])
-
-
-def _layout(model: DualEncoder, modality: str) -> list[list[Any]]:
-    return [[name, list(p.shape)] for name, p in _named(model, modality)]
-
-
 def snapshot(model: DualEncoder) -> dict[str, torch.Tensor]:
-    tensors = {"image": _flatten(model, "image"), "text": _flatten(model, "text")}
+    tensors = {"image": flatten(model, "image").cpu(), "text": flatten(model, "text").cpu()}
     for name, buf in model.image_encoder.named_buffers():
-        tensors[f"image_buffer.{name}"] = buf.detach().clone()
+        tensors[f"image_buffer.{name}"] = buf.detach().cpu().clone()
     return {k: v.contiguous() for k, v in tensors.items()}
-
-
-def unflatten(flat: torch.Tensor, layout: list[list[Any]], prefix: str) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    offset = 0
-    for name, shape in layout:
-        numel = int(torch.Size(shape).numel())
-        out[f"{prefix}{name}"] = flat[offset : offset + numel].view(shape)
-        offset += numel
-    if offset != flat.numel():
-        raise MddError(f"Expert vector has {flat.numel()} values but the layout needs {offset}.")
-    return out
 
 
 class ExpertStore:
@@ -157,22 +123,31 @@ class ExpertStore:
         with safe_open(str(self.path(expert, epoch)), framework="pt") as fh:
             return fh.get_tensor("image"), fh.get_tensor("text")
 
-    def state_dict(self, expert: int, epoch: int) -> dict[str, torch.Tensor]:
-        """A `DualEncoder` state dict (image encoder parameters and buffers, text projection)."""
+    def buffers(self, expert: int, epoch: int) -> dict[str, torch.Tensor]:
+        """The image encoder's buffers of one snapshot, by state-dict name."""
         with safe_open(str(self.path(expert, epoch)), framework="pt") as fh:
-            state = unflatten(fh.get_tensor("image"), self.manifest["layout"]["image"], "")
-            state.update(unflatten(fh.get_tensor("text"), self.manifest["layout"]["text"], ""))
-            for key in fh.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                if key.startswith("image_buffer."):
-                    state["image_encoder." + key[len("image_buffer.") :]] = fh.get_tensor(key)
-        return state
+            return {
+                "image_encoder." + key[len("image_buffer.") :]: fh.get_tensor(key)
+                for key in fh.keys()  # noqa: SIM118 (safe_open is not a mapping)
+                if key.startswith("image_buffer.")
+            }
 
-    def load_model(self, evaluator: Evaluator, expert: int, epoch: int) -> DualEncoder:
-        protocol = evaluator.protocol
-        encoder = pretrained_image_encoder(protocol.image.source, protocol, progress=False)
-        model = fresh_model(encoder, evaluator.text_embeddings("train").shape[1], protocol, seed=0)
-        model.load_state_dict(self.state_dict(expert, epoch))
-        return model.eval()
+    def state_dict(self, expert: int, epoch: int) -> dict[str, torch.Tensor]:
+        """A `DualEncoder` state dict (image tower parameters and buffers, text projection)."""
+        image, text = self.flat(expert, epoch)
+        layout = self.manifest["layout"]
+        return {
+            **unflatten(image, layout["image"]),
+            **unflatten(text, layout["text"]),
+            **self.buffers(expert, epoch),
+        }
+
+    def load_model(self, workspace: Workspace, expert: int, epoch: int) -> DualEncoder:
+        image, text = self.flat(expert, epoch)
+        layout = self.manifest["layout"]
+        return workspace.model_from_flat(
+            image, text, layout["image"], layout["text"], self.buffers(expert, epoch)
+        )
 
     @property
     def disk_bytes(self) -> int:
@@ -183,8 +158,8 @@ def snapshot_name(expert: int, epoch: int) -> str:
     return f"expert{expert:03d}_epoch{epoch:02d}.safetensors"
 
 
-def experts_folder(evaluator: Evaluator, config: ExpertConfig) -> Path:
-    p, ds = evaluator.protocol, evaluator.dataset
+def experts_folder(workspace: Workspace, config: ExpertConfig) -> Path:
+    p, ds = workspace.protocol, workspace.dataset
     training = {k: v for k, v in asdict(config).items() if k != "num_experts"}
     key = stable_hash(
         [
@@ -203,7 +178,7 @@ def experts_folder(evaluator: Evaluator, config: ExpertConfig) -> Path:
 
 
 def ensure_experts(
-    evaluator: Evaluator,
+    workspace: Workspace,
     num_experts: int | None = None,
     epochs: int | None = None,
     progress: bool = True,
@@ -213,13 +188,12 @@ def ensure_experts(
     The folder key covers everything that shapes a trajectory but the expert count, so asking for
     more experts later extends the same set.
     """
-    protocol, dataset = evaluator.protocol, evaluator.dataset
+    protocol, dataset = workspace.protocol, workspace.dataset
     config = ExpertConfig.from_protocol(protocol, num_experts, epochs)
-    folder = experts_folder(evaluator, config)
+    folder = experts_folder(workspace, config)
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
-    train_emb = evaluator.text_embeddings("train")
     if manifest is None:
         manifest = {
             "version": EXPERTS_VERSION,
@@ -237,11 +211,9 @@ def ensure_experts(
             continue
         for stale in folder.glob(f"expert{expert:03d}_*.safetensors"):
             stale.unlink()  # an interrupted expert is retrained from scratch
-        encoder = pretrained_image_encoder(protocol.image.source, protocol, progress)
-        model = fresh_model(encoder, train_emb.shape[1], protocol, seed=10_000 + expert)
-        manifest.setdefault("layout", {m: _layout(model, m) for m in MODALITIES})
-        augment_seed = 20_000 + expert if config.real_augment else None
-        source = RealPairs(dataset.train, train_emb, protocol, augment_seed)
+        model = workspace.fresh_model(seed=10_000 + expert)
+        manifest.setdefault("layout", {m: layout(model, m) for m in MODALITIES})
+        source = workspace.real_pairs("train", 20_000 + expert if config.real_augment else None)
         scores: dict[str, float] = {}
 
         def save(epoch: int, m: DualEncoder, expert: int = expert) -> None:
@@ -250,7 +222,7 @@ def ensure_experts(
                 atomic_write(folder / snapshot_name(expert, epoch), lambda p: save_file(tensors, str(p)))
 
         save(0, model)
-        scores["val_mean_epoch0"] = evaluator.score(model, "val")["mean"]
+        scores["val_mean_epoch0"] = workspace.score(model, "val")["mean"]
         train_dual(
             model,
             source,
@@ -260,7 +232,7 @@ def ensure_experts(
             progress=progress,
             desc=f"expert {expert + 1}/{config.num_experts}",
         )
-        scores[f"val_mean_epoch{config.epochs}"] = evaluator.score(model, "val")["mean"]
+        scores[f"val_mean_epoch{config.epochs}"] = workspace.score(model, "val")["mean"]
         manifest["experts"][str(expert)] = {"complete": True, "seed": 10_000 + expert, **scores}
         atomic_write_json(manifest_path, manifest)
     return ExpertStore(folder)

@@ -11,7 +11,17 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import (
+    ConfigDict,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+)
 
 from .cache import stable_hash
 from .errors import MddError, unknown
@@ -21,16 +31,16 @@ from .errors import MddError, unknown
 class ShapesSizes:
     """Image counts of the generated `shapes` corpus (five captions per image)."""
 
-    train: int = 4000
-    val: int = 500
-    test: int = 500
-    seed: int = 0
+    train: PositiveInt = 4000
+    val: PositiveInt = 500
+    test: PositiveInt = 500
+    seed: NonNegativeInt = 0
 
 
 @dataclass(frozen=True)
 class DataSpec:
     dataset: str = "shapes"
-    resolution: int = 32
+    resolution: PositiveInt = 32
     mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
     shapes: ShapesSizes = field(default_factory=ShapesSizes)
@@ -42,36 +52,36 @@ class ImageSpec:
     unseen: tuple[str, ...] = ()
     # "imagenet": timm's published weights; "anchor": mdd-bench's offline classification pretraining;
     # "none": random init.
-    pretrained: str = "anchor"
+    pretrained: Literal["imagenet", "anchor", "none"] = "anchor"
     # The "anchor" pretraining: a generated shape x colour classification corpus disjoint from `shapes`.
-    anchor_images: int = 8000
-    anchor_epochs: int = 4
-    anchor_seed: int = 1000
+    anchor_images: PositiveInt = 8000
+    anchor_epochs: PositiveInt = 4
+    anchor_seed: NonNegativeInt = 1000
 
 
 @dataclass(frozen=True)
 class TextSpec:
     source: str = "minilm"
     unseen: tuple[str, ...] = ()
-    max_length: int = 32
-    pooling: str = "cls"
-    batch_size: int = 256
+    max_length: PositiveInt = 32
+    pooling: Literal["cls", "mean"] = "cls"
+    batch_size: PositiveInt = 256
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     # 0: the text head projects into the image encoder's own feature dimension, as the references do.
-    projection_dim: int = 0
-    temperature: float = 0.07
+    projection_dim: NonNegativeInt = 0
+    temperature: PositiveFloat = 0.07
 
 
 @dataclass(frozen=True)
 class ExpertSpec:
-    num_experts: int = 20
-    epochs: int = 10
-    keep_epochs: int = 10
-    lr: float = 0.1
-    batch_size: int = 128
+    num_experts: PositiveInt = 20
+    epochs: PositiveInt = 10
+    keep_epochs: NonNegativeInt = 10
+    lr: PositiveFloat = 0.1
+    batch_size: PositiveInt = 128
     # Random resized crop + flip + RandAugment on the real training images (the references' buffer.py).
     real_augment: bool = False
 
@@ -85,27 +95,27 @@ class PairRecipe:
 
     image: str
     text: str
-    lr_img: float | None = None
-    lr_txt: float | None = None
+    lr_img: PositiveFloat | None = None
+    lr_txt: PositiveFloat | None = None
     dsa: bool | None = None
-    epochs: int | None = None
+    epochs: PositiveInt | None = None
 
 
 @dataclass(frozen=True)
 class EvalSpec:
-    epochs: int = 100
-    optimizer: str = "sgd"
-    lr_img: float = 0.1
-    lr_txt: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_decay_epoch: int = 51
-    lr_decay: float = 0.1
-    batch_size: int = 128
-    repetitions: int = 5
+    epochs: PositiveInt = 100
+    optimizer: Literal["sgd"] = "sgd"
+    lr_img: PositiveFloat = 0.1
+    lr_txt: PositiveFloat = 0.1
+    momentum: NonNegativeFloat = 0.9
+    weight_decay: NonNegativeFloat = 5e-4
+    lr_decay_epoch: NonNegativeInt = 51
+    lr_decay: PositiveFloat = 0.1
+    batch_size: PositiveInt = 128
+    repetitions: PositiveInt = 5
     # The full-data upper bound trains on every training pair, so it needs far fewer epochs.
-    full_data_epochs: int = 10
-    full_data_repetitions: int = 3
+    full_data_epochs: PositiveInt = 10
+    full_data_repetitions: PositiveInt = 3
     # DSA on every batch of a distilled set (MDM's and MTT's evaluation); see augment.py.
     dsa: bool = False
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
@@ -129,9 +139,9 @@ class EvalSpec:
 class Protocol:
     name: str
     description: str = ""
-    budgets: tuple[int, ...] = (100, 200, 500)
+    budgets: tuple[PositiveInt, ...] = (100, 200, 500)
     # Distillation seeds `mdd-bench run` uses by default (deterministic methods run the first only).
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[NonNegativeInt, ...] = (0,)
     data: DataSpec = field(default_factory=DataSpec)
     image: ImageSpec = field(default_factory=ImageSpec)
     text: TextSpec = field(default_factory=TextSpec)
@@ -139,10 +149,14 @@ class Protocol:
     experts: ExpertSpec = field(default_factory=ExpertSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     source: str = ""
+    # The packaged protocol this one inherits from (`base = "cpu"`), and that one's, ...: method
+    # defaults are looked up by name along (name, *bases).
+    bases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.pop("source")
+        out.pop("bases")
         return out
 
     @property
@@ -150,62 +164,93 @@ class Protocol:
         """Identifies the settings (not the file they came from): results carry it."""
         return stable_hash(self.to_dict())
 
+    @property
+    def lineage(self) -> tuple[str, ...]:
+        return (self.name, *self.bases)
+
     def with_dataset(self, dataset: str) -> Protocol:
         return dataclasses.replace(self, data=dataclasses.replace(self.data, dataset=dataset))
 
 
-_SECTIONS = {
-    "data": DataSpec,
-    "image": ImageSpec,
-    "text": TextSpec,
-    "model": ModelSpec,
-    "experts": ExpertSpec,
-    "eval": EvalSpec,
-}
+SECTIONS = ("data", "image", "text", "model", "experts", "eval")
+TOP_KEYS = ("name", "description", "budgets", "seeds", "base")
+# Every spec rejects unknown keys; values are validated (and TOML lists become tuples) by pydantic.
+for _spec in (
+    ShapesSizes,
+    DataSpec,
+    ImageSpec,
+    TextSpec,
+    ModelSpec,
+    ExpertSpec,
+    PairRecipe,
+    EvalSpec,
+    Protocol,
+):
+    _spec.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+_PROTOCOL = TypeAdapter(Protocol)
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    extra = sorted(set(values) - set(names))
-    if extra:
-        raise MddError(f"{where}: unknown key '{extra[0]}'. Allowed keys: {', '.join(sorted(names))}.")
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        if key == "shapes":
-            value = _build(ShapesSizes, value, f"{where}.shapes")
-        elif key == "recipes":
-            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-                raise MddError(f"{where}: 'recipes' must be [[eval.recipes]] tables.")
-            value = tuple(_build(PairRecipe, v, f"{where}.recipes") for v in value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    return cls(**kwargs)
+def _where(loc: tuple[Any, ...]) -> str:
+    """('eval', 'recipes', 0, 'lr') -> "[eval] recipes[0].lr"; ('budgets', 1) -> "budgets[1]"."""
+    parts = [str(p) for p in loc]
+    path = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts[1 if parts[0] in SECTIONS else 0 :])
+    return f"[{parts[0]}] {path.lstrip('.')}".strip() if parts[0] in SECTIONS else path.lstrip(".")
 
 
-def parse_protocol(raw: dict[str, Any], source: str) -> Protocol:
-    raw = dict(raw)
-    kwargs: dict[str, Any] = {"source": source}
-    for section, cls in _SECTIONS.items():
-        if section in raw:
-            value = raw.pop(section)
-            if not isinstance(value, dict):
-                raise MddError(f"{source}: [{section}] must be a table.")
-            kwargs[section] = _build(cls, value, f"{source} [{section}]")
-    top = {"name", "description", "budgets", "seeds"}
-    extra = sorted(set(raw) - top)
-    if extra:
-        raise MddError(
-            f"{source}: unknown key '{extra[0]}'. Allowed: {', '.join(sorted(top | set(_SECTIONS)))}."
+def validation_message(exc: ValidationError, source: str) -> str:
+    """One line naming the file, the key and what is wrong with it."""
+    first = exc.errors()[0]
+    where = _where(first["loc"])
+    more = f" ({exc.error_count() - 1} more problem(s) after this one)" if exc.error_count() > 1 else ""
+    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        return f"{source}: unknown key '{first['loc'][-1]}' ({where}).{more}"
+    if first["type"] == "missing":
+        return f"{source}: missing key '{where}'.{more}"
+    return f"{source}: {where} = {first.get('input')!r}: {first['msg']}.{more}"
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; any other value (lists included) replaces the base's."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
         )
+    return out
+
+
+def parse_protocol(raw: dict[str, Any], source: str, _seen: tuple[str, ...] = ()) -> Protocol:
+    raw = dict(raw)
+    extra = sorted(set(raw) - set(TOP_KEYS) - set(SECTIONS))
+    if extra:
+        allowed = ", ".join((*TOP_KEYS, *SECTIONS))
+        raise MddError(f"{source}: unknown key '{extra[0]}' at the top level. Allowed: {allowed}.")
     if "name" not in raw:
         raise MddError(f"{source}: missing key 'name'. Add name = \"...\" at the top of the file.")
-    kwargs.update({k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-    protocol = Protocol(**kwargs)
-    if any(b <= 0 for b in protocol.budgets):
-        raise MddError(f"{source}: budgets must be positive integers, got {list(protocol.budgets)}.")
-    if not protocol.seeds or any(not isinstance(v, int) or v < 0 for v in protocol.seeds):
-        raise MddError(f"{source}: seeds must be non-negative integers, got {list(protocol.seeds)}.")
+    bases: tuple[str, ...] = ()
+    base = raw.pop("base", None)
+    if base is not None:
+        if not isinstance(base, str) or base not in list_protocols():
+            raise unknown("base protocol", str(base), list_protocols())
+        if base in _seen:
+            raise MddError(f'{source}: base = "{base}" inherits from itself.')
+        parent = _packaged_raw(base)
+        bases = (base, *parse_protocol(parent, base, (*_seen, base)).bases)
+        raw = _merge({k: v for k, v in parent.items() if k not in ("name", "base")}, raw)
+    for section in SECTIONS:
+        if section not in raw:
+            raise MddError(
+                f"{source}: missing section [{section}]. Add it, or inherit the rest of a packaged "
+                f'protocol with base = "cpu" at the top.'
+            )
+        if not isinstance(raw[section], dict):
+            raise MddError(f"{source}: [{section}] must be a table.")
+    try:
+        protocol = _PROTOCOL.validate_python({**raw, "source": source, "bases": bases})
+    except ValidationError as exc:
+        raise MddError(validation_message(exc, source)) from None
+    if not protocol.budgets or not protocol.seeds:
+        raise MddError(f"{source}: budgets and seeds need at least one value each.")
     return protocol
 
 
@@ -232,7 +277,8 @@ def load_protocol(name_or_path: str | Path = "cpu") -> Protocol:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise MddError(f"Protocol file '{source}' is not valid TOML: {exc}.") from None
-    try:
-        return parse_protocol(raw, source)
-    except TypeError as exc:
-        raise MddError(f"Protocol '{source}': {exc}.") from None
+    return parse_protocol(raw, source)
+
+
+def _packaged_raw(name: str) -> dict[str, Any]:
+    return tomllib.loads((resources.files("mdd_bench") / "protocols" / f"{name}.toml").read_text())

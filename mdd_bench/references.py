@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .anchors import pretrained_image_encoder
 from .cache import atomic_save_npy, atomic_write, atomic_write_json, cache_dir, stable_hash
 from .data.pairs import PairDataset, Split
-from .evaluate import ArchResult, Evaluator
+from .evaluate import ArchResult
 from .models.dual import DualEncoder
 from .protocol import Protocol
-from .training import RealPairs, Recipe, embed_images, embed_texts, fresh_model, train_dual
+from .training import Recipe, embed_images, embed_texts, train_dual
+from .workspace import Workspace
 
 REFERENCE_VERSION = 2  # 2: per-encoder recipes, per-repetition resume
 GALLERY_SIZE = 1023
@@ -48,7 +48,7 @@ class ForgettingRecorder:
     def __call__(self, epoch: int, model: DualEncoder) -> None:
         images = embed_images(model, self.split, self.protocol)
         texts = embed_texts(model, self.text_emb)
-        owner = torch.from_numpy(self.split.caption_image)
+        owner = torch.from_numpy(self.split.caption_image).to(images.device)
         pair_img = images[owner]
         own = (pair_img * texts).sum(1)
         g_img, g_txt, g_owner = pair_img[self.gallery], texts[self.gallery], owner[self.gallery]
@@ -58,7 +58,7 @@ class ForgettingRecorder:
             i2t = (pair_img[s : s + 2048] @ g_txt.T).masked_fill(same, float("-inf")).amax(1)
             t2i = (texts[s : s + 2048] @ g_img.T).masked_fill(same, float("-inf")).amax(1)
             ok = (own[s : s + 2048] > i2t) & (own[s : s + 2048] > t2i)
-            correct[s : s + 2048] = ok.numpy()
+            correct[s : s + 2048] = ok.cpu().numpy()
         self.history.append(correct)
 
     def matrix(self) -> np.ndarray:
@@ -89,13 +89,8 @@ class FullDataReference:
     def correctness(self) -> np.ndarray:
         return np.load(self.forgetting_path)
 
-    def load_model(self, evaluator: Evaluator) -> DualEncoder:
-        protocol = evaluator.protocol
-        text_dim = evaluator.text_embeddings("train").shape[1]
-        encoder = pretrained_image_encoder(self.result["image_encoder"], protocol, progress=False)
-        model = fresh_model(encoder, text_dim, protocol, seed=0)
-        model.load_state_dict(load_file(str(self.model_path)))
-        return model.eval()
+    def load_model(self, workspace: Workspace) -> DualEncoder:
+        return workspace.load_model(load_file(str(self.model_path)), self.result["image_encoder"])
 
 
 def reference_folder(p: Protocol, ds: PairDataset, image_encoder: str | None = None) -> Path:
@@ -124,7 +119,7 @@ def full_data_recipe(protocol: Protocol, image_encoder: str) -> Recipe:
 
 
 def train_full_data(
-    evaluator: Evaluator,
+    workspace: Workspace,
     image_encoder: str,
     seed: int,
     real_augment: bool,
@@ -132,19 +127,15 @@ def train_full_data(
     progress: bool = True,
 ) -> DualEncoder:
     """One full-data training run (every training pair, `full_data_recipe`)."""
-    protocol, dataset = evaluator.protocol, evaluator.dataset
-    train_emb = evaluator.text_embeddings("train")
-    source = RealPairs(dataset.train, train_emb, protocol, 30_000 + seed if real_augment else None)
-    model = fresh_model(
-        pretrained_image_encoder(image_encoder, protocol, progress), train_emb.shape[1], protocol, seed
-    )
-    recipe = full_data_recipe(protocol, image_encoder)
+    source = workspace.real_pairs("train", 30_000 + seed if real_augment else None)
+    model = workspace.fresh_model(seed, image_encoder)
+    recipe = full_data_recipe(workspace.protocol, image_encoder)
     desc = f"full data {image_encoder} rep {seed}"
     return train_dual(model, source, recipe, seed, None, recorder, progress, desc)
 
 
 def full_data_reference(
-    evaluator: Evaluator,
+    workspace: Workspace,
     progress: bool = True,
     image_encoder: str | None = None,
     repetitions: int | None = None,
@@ -154,7 +145,7 @@ def full_data_reference(
     Each finished repetition is saved on its own (`runs/rep<seed>.json`), so an interruption keeps
     them; repetition 0 of the source encoder also keeps its model and the forgetting statistics.
     """
-    protocol, dataset = evaluator.protocol, evaluator.dataset
+    protocol, dataset = workspace.protocol, workspace.dataset
     image_encoder = image_encoder or protocol.image.source
     is_source = image_encoder == protocol.image.source
     reps = repetitions or protocol.eval.full_data_repetitions
@@ -164,7 +155,7 @@ def full_data_reference(
         cached = json.loads(result_path.read_text())
         if len(cached["runs"]) >= reps:
             return FullDataReference(folder, cached)
-    train_emb = evaluator.text_embeddings("train")
+    train_emb = workspace.text_embeddings("train")
     recipe = full_data_recipe(protocol, image_encoder)
     seeds = list(range(reps))
     runs = []
@@ -177,13 +168,13 @@ def full_data_reference(
             ForgettingRecorder(dataset.train, train_emb, protocol, seed) if is_source and seed == 0 else None
         )
         model = train_full_data(
-            evaluator, image_encoder, seed, protocol.eval.real_augment, recorder, progress
+            workspace, image_encoder, seed, protocol.eval.real_augment, recorder, progress
         )
         if recorder is not None:
             state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
             atomic_write(folder / "model.safetensors", lambda p, s=state: save_file(s, str(p)))
             atomic_save_npy(folder / "forgetting.npy", recorder.matrix())
-        runs.append(evaluator.score(model, "test"))
+        runs.append(workspace.score(model, "test"))
         atomic_write_json(run_path, runs[-1])
     arch = ArchResult(image_encoder, protocol.text.source, seeds, runs, is_source, asdict(recipe))
     result = {"pairs": dataset.train.num_captions, **arch.to_dict()}

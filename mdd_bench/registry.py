@@ -7,6 +7,7 @@ pyproject.toml, so a third-party package adds a method exactly the way the built
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 from .api import Method
@@ -15,10 +16,21 @@ from .errors import MddError, unknown
 GROUP = "mdd_bench.methods"
 
 
-def list_methods() -> dict[str, type[Method]]:
-    """Every method whose plugin loads; a broken plugin is reported, not fatal."""
-    found: dict[str, type[Method]] = {}
+@dataclass(frozen=True)
+class MethodEntry:
+    cls: type[Method]
+    distribution: str  # the installed distribution that registered it, e.g. "mdd-bench"
+    version: str
+    target: str  # the entry point's "module:Class"
+
+
+def method_entries() -> dict[str, MethodEntry]:
+    """Every method whose plugin loads; a broken plugin is reported, not fatal; two distributions
+    registering one name is an error naming both."""
+    found: dict[str, MethodEntry] = {}
     for ep in entry_points(group=GROUP):
+        dist = ep.dist.name if ep.dist is not None else "?"
+        version = ep.dist.version if ep.dist is not None else "?"
         try:
             cls = ep.load()
         except Exception as exc:  # a third party's import error must not break the harness
@@ -27,8 +39,25 @@ def list_methods() -> dict[str, type[Method]]:
         if not (isinstance(cls, type) and issubclass(cls, Method)):
             warnings.warn(f"entry point '{ep.name}' is not a mdd_bench.api.Method subclass", stacklevel=2)
             continue
-        found[cls.name or ep.name] = cls
+        name = cls.name or ep.name
+        previous = found.get(name)
+        if previous is not None and (previous.distribution, previous.target) != (dist, ep.value):
+            raise MddError(
+                f"Method '{name}' is registered twice: by {previous.distribution} ({previous.target}) "
+                f"and by {dist} ({ep.value}). Uninstall one of them or rename one method."
+            )
+        found[name] = MethodEntry(cls, dist, version, ep.value)
     return dict(sorted(found.items()))
+
+
+def list_methods() -> dict[str, type[Method]]:
+    return {name: entry.cls for name, entry in method_entries().items()}
+
+
+def method_distribution(name: str) -> dict[str, str]:
+    """{"name", "version"} of the distribution that provides method `name` (recorded in results)."""
+    entry = method_entries().get(name)
+    return {"name": entry.distribution, "version": entry.version} if entry else {"name": "?", "version": "?"}
 
 
 def get_method(name: str) -> type[Method]:

@@ -20,8 +20,8 @@ import pandas as pd
 
 from .errors import MddError
 from .metrics import METRICS
+from .record import REQUIRED, SCHEMA
 
-SCHEMA = 1  # the newest result schema this reader understands (runner.RESULT_SCHEMA)
 RETRIEVAL_METRICS = (*METRICS, "mean", "rsum")
 TIMING_METRICS = (
     "time_per_iter_s",
@@ -55,7 +55,6 @@ COLUMNS = (
     "ablation_order",
     "file",
 )
-REQUIRED = ("method", "dataset", "protocol", "budget", "seed", "evaluation")
 
 
 def result_files(runs: Path) -> list[Path]:

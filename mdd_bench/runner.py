@@ -4,7 +4,6 @@ written as one result JSON. A cell whose result exists is skipped, so an interru
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import platform
 import subprocess
@@ -24,10 +23,9 @@ from .data import load_dataset
 from .errors import MddError
 from .evaluate import TRACKS, check_budget
 from .protocol import Protocol
-from .registry import get_method
+from .record import DistillCost, ResultRecord
+from .registry import get_method, method_distribution
 from .results import FULL_DATA, read_result
-
-RESULT_SCHEMA = 1
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,7 @@ class RunConfig:
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     data_root: Path | None = None
     repetitions: int | None = None
+    device: str = "cpu"
 
 
 class PeakMemory:
@@ -150,33 +149,33 @@ def run_cell(
         )
         evaluation[track] = result.to_dict()
     iterations = stats.iterations
-    return {
-        "schema": RESULT_SCHEMA,
-        "method": cell.method,
-        "family": method.family,
-        "dataset": cell.dataset,
-        "protocol": protocol.name,
-        "protocol_hash": protocol.hash,
-        "budget": cell.budget,
-        "seed": cell.seed,
-        "deterministic": method.deterministic,
-        "hparams": method.describe()["hparams"],
-        "config": {"archs": config.archs, "tracks": config.tracks, "protocol": protocol.to_dict()},
-        "versions": versions(),
-        "distill": {
-            "seconds": distill_s,
-            "iterations": iterations,
-            "time_per_iter_s": distill_s / iterations if iterations else None,
-            "iters_to_best": stats.iters_to_best,
-            "peak_mem_mb": memory.peak_mb,
-            "cuda_peak_mem_mb": memory.cuda_peak_mb,
-            "extra": stats.extra,
-        },
-        "storage_bytes": distilled.storage_bytes,
-        "distilled_set": str(set_path),
-        "evaluation": evaluation,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
+    return ResultRecord(
+        method=cell.method,
+        family=method.family,
+        dataset=cell.dataset,
+        protocol=protocol.name,
+        protocol_hash=protocol.hash,
+        budget=cell.budget,
+        seed=cell.seed,
+        evaluation=evaluation,
+        config={"archs": config.archs, "tracks": config.tracks, "protocol": protocol.to_dict()},
+        versions=versions(),
+        distill=DistillCost(
+            seconds=distill_s,
+            iterations=iterations,
+            time_per_iter_s=distill_s / iterations if iterations else None,
+            iters_to_best=stats.iters_to_best,
+            peak_mem_mb=memory.peak_mb,
+            cuda_peak_mem_mb=memory.cuda_peak_mb,
+            extra=stats.extra,
+        ),
+        hparams=method.describe()["hparams"],
+        deterministic=method.deterministic,
+        method_dist=method_distribution(cell.method),
+        device=str(ctx.device),
+        storage_bytes=distilled.storage_bytes,
+        distilled_set=str(set_path),
+    ).to_dict()
 
 
 def _has_native_extras(distilled) -> bool:
@@ -210,7 +209,7 @@ def run_grid(protocol: Protocol, config: RunConfig, log=print) -> list[dict[str,
                     if dataset is None:
                         dataset = load_dataset(dataset_name, proto, config.data_root)
                     method = cls.for_protocol(proto, config.overrides.get(name))
-                    ctx = DistillContext(proto, dataset, seed=seed)
+                    ctx = DistillContext(proto, dataset, seed=seed, device=config.device)
                     log(f"run  {name} {dataset_name} budget={budget} seed={seed}")
                     result = run_cell(method, cell, proto, config, ctx)
                     atomic_write_json(path, result)
@@ -236,24 +235,18 @@ def publish_full_data(protocol: Protocol, dataset, config: RunConfig, log=print)
         return path
     arch = {k: ref[k] for k in ("image_encoder", "text_encoder", "seeds", "runs", "source", "mean", "std")}
     hard = {"track": "hard", "split": "test", "extras_used": [], "recipe": ref["recipe"], "archs": [arch]}
-    result = {
-        "schema": RESULT_SCHEMA,
-        "method": FULL_DATA,
-        "family": "reference",
-        "dataset": dataset.name,
-        "protocol": protocol.name,
-        "protocol_hash": protocol.hash,
-        "budget": ref["pairs"],
-        "seed": 0,
-        "hparams": {},
-        "config": {"archs": "source", "tracks": ["hard", "native"], "protocol": protocol.to_dict()},
-        "versions": versions(),
-        "distill": {"seconds": None, "iterations": 0, "time_per_iter_s": None, "iters_to_best": None,
-                    "peak_mem_mb": None, "cuda_peak_mem_mb": None, "extra": {}},
-        "storage_bytes": None,
-        "evaluation": {"hard": hard, "native": dict(hard, track="native", same_as="hard")},
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    result = ResultRecord(
+        method=FULL_DATA,
+        family="reference",
+        dataset=dataset.name,
+        protocol=protocol.name,
+        protocol_hash=protocol.hash,
+        budget=ref["pairs"],
+        seed=0,
+        evaluation={"hard": hard, "native": dict(hard, track="native", same_as="hard")},
+        config={"archs": "source", "tracks": ["hard", "native"], "protocol": protocol.to_dict()},
+        versions=versions(),
+    ).to_dict()
     atomic_write_json(path, result)
     log(f"full-data upper bound written to {path}")
     return path

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from .augment import dsa
@@ -150,8 +149,10 @@ def train_dual(
 ) -> DualEncoder:
     """SGD with two parameter groups (image encoder, text head), step decay, shuffled batches.
 
-    A last batch of one pair is dropped: contrastive losses need at least two pairs.
+    Runs on the model's device (batches are moved there). A last batch of one pair is dropped:
+    contrastive losses need at least two pairs.
     """
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     dsa_generator = torch.Generator().manual_seed(seed + 7919) if recipe.dsa else None
     optimiser = torch.optim.SGD(
@@ -181,10 +182,10 @@ def train_dual(
             idx = order[start : start + recipe.batch_size]
             if len(idx) < 2:
                 continue
-            images, texts = source.batch(idx)
+            images, texts = (t.to(device, non_blocking=True) for t in source.batch(idx))
             if dsa_generator is not None:
                 images = dsa(images, dsa_generator, recipe.dsa_strategy)
-            targets = None if similarity is None else similarity[idx][:, idx].float()
+            targets = None if similarity is None else similarity[idx][:, idx].float().to(device)
             loss = batch_loss(model.logits(images, texts), recipe.loss, targets)
             if not torch.isfinite(loss):
                 raise MddError(
@@ -207,29 +208,20 @@ def train_dual(
 @torch.no_grad()
 def embed_images(model: DualEncoder, split: Split, protocol: Protocol, batch_size: int = 256) -> torch.Tensor:
     model.eval()
+    device = next(model.parameters()).device
     norm = normaliser(protocol)
     out = []
     for start in range(0, split.num_images, batch_size):
         idx = np.arange(start, min(start + batch_size, split.num_images))
-        out.append(model.encode_images(norm(split.images.get(idx))))
+        out.append(model.encode_images(norm(split.images.get(idx)).to(device)))
     return torch.cat(out)
 
 
 @torch.no_grad()
 def embed_texts(model: DualEncoder, text_emb: np.ndarray, batch_size: int = 1024) -> torch.Tensor:
     model.eval()
+    device = next(model.parameters()).device
     texts = torch.from_numpy(np.asarray(text_emb, dtype=np.float32))
     return torch.cat(
-        [model.encode_texts(texts[s : s + batch_size]) for s in range(0, len(texts), batch_size)]
+        [model.encode_texts(texts[s : s + batch_size].to(device)) for s in range(0, len(texts), batch_size)]
     )
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-
-
-def fresh_model(image_encoder: nn.Module, text_dim: int, protocol: Protocol, seed: int) -> DualEncoder:
-    """A new two-tower model; the head's random init is drawn from `seed`."""
-    torch.manual_seed(seed)
-    return DualEncoder(image_encoder, text_dim, protocol.model.temperature, protocol.model.projection_dim)

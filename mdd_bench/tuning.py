@@ -32,6 +32,7 @@ from .data.pairs import PairDataset
 from .evaluate import Evaluator, arch_grid, random_pairs
 from .protocol import Protocol
 from .training import Recipe
+from .workspace import Workspace
 
 TUNE_SEED = 7000  # tuning sets and repetitions draw from seeds no method cell uses (cells use 0, 1, 2...)
 
@@ -93,9 +94,12 @@ class TuneLog:
 
 
 class Tuner:
-    def __init__(self, protocol: Protocol, dataset: PairDataset, config: TuneConfig, log=print) -> None:
+    def __init__(
+        self, protocol: Protocol, dataset: PairDataset, config: TuneConfig, log=print, device: str = "cpu"
+    ) -> None:
         self.protocol, self.dataset, self.config, self.say = protocol, dataset, config, log
-        self.evaluator = Evaluator(protocol, dataset, progress=False)
+        self.workspace = Workspace(protocol, dataset, device, progress=False)
+        self.evaluator = Evaluator(self.workspace)
         self.budgets = tuple(config.budgets or protocol.budgets)
         self.pairs = arch_grid(protocol, config.archs)
         settings = {k: v for k, v in protocol.to_dict().items() if k in ("data", "image", "text", "model")}
@@ -168,7 +172,7 @@ class Tuner:
             key = f"full-data|real_augment={str(augment).lower()}"
             if key not in self.log.entries:
                 self.say(f"full data, real_augment={augment}: one run scored on val")
-                model = train_full_data(self.evaluator, self.protocol.image.source, TUNE_SEED, augment)
+                model = train_full_data(self.workspace, self.protocol.image.source, TUNE_SEED, augment)
                 self.log.entries[key] = {"val": self.evaluator.score(model, "val")["mean"]}
                 atomic_write_json(self.log.path, self.log.entries)
             out[str(augment).lower()] = self.log.entries[key]["val"]

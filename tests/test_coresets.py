@@ -7,12 +7,12 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from mdd_bench.methods.coreset import herding, k_center
 
 from mdd_bench.api import DistillContext
 from mdd_bench.data import load_dataset
 from mdd_bench.protocol import load_protocol
 from mdd_bench.registry import get_method
-from methods.coreset import herding, k_center
 
 CORESETS = ["random", "herding", "k-center", "forgetting"]
 

@@ -8,12 +8,13 @@ from mdd_bench.cli import cli
 from mdd_bench.data import load_dataset
 from mdd_bench.evaluate import Evaluator, random_pairs
 from mdd_bench.protocol import load_protocol
+from mdd_bench.workspace import Workspace
 
 
 def test_eval_of_a_saved_set_prints_a_table(tmp_path):
     protocol = load_protocol("smoke")
     dataset = load_dataset("shapes", protocol, progress=False)
-    emb = Evaluator(protocol, dataset, progress=False).text_embeddings("train")
+    emb = Evaluator(Workspace(protocol, dataset, progress=False)).text_embeddings("train")
     random_pairs(dataset, emb, protocol, 10, seed=1).save(tmp_path / "set")
     result = CliRunner().invoke(
         cli, ["eval", str(tmp_path / "set.safetensors"), "--protocol", "smoke", "--repetitions", "1"]

@@ -13,13 +13,14 @@ from mdd_bench.evaluate import Evaluator, arch_grid, random_pairs
 from mdd_bench.metrics import METRICS
 from mdd_bench.protocol import load_protocol
 from mdd_bench.references import forgetting_counts, full_data_reference
+from mdd_bench.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
 def smoke():
     protocol = load_protocol("smoke")
     dataset = load_dataset("shapes", protocol, progress=False)
-    evaluator = Evaluator(protocol, dataset, progress=False)
+    evaluator = Evaluator(Workspace(protocol, dataset, progress=False))
     distilled = random_pairs(dataset, evaluator.text_embeddings("train"), protocol, 20, seed=0)
     return protocol, dataset, evaluator, distilled
 
@@ -94,15 +95,15 @@ def test_budget_larger_than_train_set_is_a_clear_error(smoke):
 
 def test_full_data_reference_is_cached_with_model_and_forgetting(smoke):
     protocol, dataset, evaluator, _ = smoke
-    ref = full_data_reference(evaluator, progress=False)
+    ref = full_data_reference(evaluator.workspace, progress=False)
     assert len(ref.result["runs"]) == protocol.eval.full_data_repetitions
     assert ref.result["pairs"] == dataset.train.num_captions
     correct = ref.correctness()
     assert correct.shape == (protocol.eval.full_data_epochs, dataset.train.num_captions)
     assert correct.dtype == bool
-    model = ref.load_model(evaluator)
+    model = ref.load_model(evaluator.workspace)
     assert evaluator.score(model, "test") == pytest.approx(ref.result["runs"][0])
-    again = full_data_reference(evaluator, progress=False)
+    again = full_data_reference(evaluator.workspace, progress=False)
     assert again.result == ref.result
 
 
@@ -145,7 +146,7 @@ def test_full_data_reference_resumes_per_repetition(smoke, monkeypatch):
     protocol, dataset, _, _ = smoke
     # A protocol variant of its own (other epochs), so this test trains a fresh reference.
     proto = dataclasses.replace(protocol, eval=dataclasses.replace(protocol.eval, full_data_epochs=2))
-    evaluator = Evaluator(proto, dataset, progress=False)
+    evaluator = Evaluator(Workspace(proto, dataset, progress=False))
     trained = []
     real = references.train_full_data
 
@@ -157,12 +158,12 @@ def test_full_data_reference_resumes_per_repetition(smoke, monkeypatch):
 
     monkeypatch.setattr(references, "train_full_data", counting)
     with pytest.raises(KeyboardInterrupt):
-        full_data_reference(evaluator, progress=False)
+        full_data_reference(evaluator.workspace, progress=False)
     folder = references.reference_folder(proto, dataset)
     rep0 = folder / "runs" / "rep0.json"
     assert rep0.exists() and not (folder / "result.json").exists()
     mtime = rep0.stat().st_mtime_ns
-    ref = full_data_reference(evaluator, progress=False)
+    ref = full_data_reference(evaluator.workspace, progress=False)
     assert trained == [0, 1, 1]  # repetition 0 kept, repetition 1 retrained once
     assert rep0.stat().st_mtime_ns == mtime and len(ref.result["runs"]) == 2
     assert ref.result["std"]["mean"] is not None  # ddof=1 over the two repetitions
@@ -175,7 +176,7 @@ def test_full_data_of_an_unseen_image_encoder_is_its_own_reference(smoke):
 
     unseen = protocol.image.unseen[0]
     assert reference_folder(protocol, dataset, unseen) != reference_folder(protocol, dataset)
-    ref = full_data_reference(evaluator, progress=False, image_encoder=unseen, repetitions=1)
+    ref = full_data_reference(evaluator.workspace, progress=False, image_encoder=unseen, repetitions=1)
     assert ref.result["image_encoder"] == unseen and not ref.result["source"]
     assert len(ref.result["runs"]) == 1 and ref.result["std"]["mean"] is None
     assert not (ref.folder / "forgetting.npy").exists()  # forgetting is recorded for the source only

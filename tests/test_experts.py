@@ -14,24 +14,25 @@ from mdd_bench.errors import MddError
 from mdd_bench.evaluate import Evaluator
 from mdd_bench.experts import ExpertConfig, ensure_experts, experts_folder, snapshot
 from mdd_bench.protocol import load_protocol
+from mdd_bench.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
 def evaluator():
     protocol = load_protocol("smoke")
-    return Evaluator(protocol, load_dataset("shapes", protocol, progress=False), progress=False)
+    return Evaluator(Workspace(protocol, load_dataset("shapes", protocol, progress=False), progress=False))
 
 
 @pytest.fixture(scope="module")
 def store(evaluator):
-    return ensure_experts(evaluator, progress=False)
+    return ensure_experts(evaluator.workspace, progress=False)
 
 
 def test_round_trip_flat_vectors_and_state_dict(evaluator, store):
     spec = evaluator.protocol.experts
     assert store.num_experts == spec.num_experts
     assert store.epochs == list(range(spec.keep_epochs + 1))
-    model = store.load_model(evaluator, expert=1, epoch=spec.keep_epochs)
+    model = store.load_model(evaluator.workspace, expert=1, epoch=spec.keep_epochs)
     image, text = store.flat(1, spec.keep_epochs)
     again = snapshot(model)
     assert torch.equal(again["image"], image) and torch.equal(again["text"], text)
@@ -54,8 +55,8 @@ def test_epoch_zero_is_the_anchor(evaluator, store):
 def test_trained_expert_beats_the_untrained_anchor(evaluator, store):
     last = store.epochs[-1]
     for expert in store.complete_experts:
-        start = evaluator.score(store.load_model(evaluator, expert, 0), "test")["mean"]
-        end = evaluator.score(store.load_model(evaluator, expert, last), "test")["mean"]
+        start = evaluator.score(store.load_model(evaluator.workspace, expert, 0), "test")["mean"]
+        end = evaluator.score(store.load_model(evaluator.workspace, expert, last), "test")["mean"]
         assert end > start
 
 
@@ -68,19 +69,19 @@ def test_unstored_epoch_and_expert_are_clear_errors(store):
 
 def test_content_key_follows_the_training_config(evaluator):
     config = ExpertConfig.from_protocol(evaluator.protocol)
-    base = experts_folder(evaluator, config)
-    assert experts_folder(evaluator, dataclasses.replace(config, lr=0.05)) != base
-    assert experts_folder(evaluator, dataclasses.replace(config, epochs=config.epochs + 1)) != base
-    assert experts_folder(evaluator, dataclasses.replace(config, batch_size=32)) != base
+    base = experts_folder(evaluator.workspace, config)
+    assert experts_folder(evaluator.workspace, dataclasses.replace(config, lr=0.05)) != base
+    assert experts_folder(evaluator.workspace, dataclasses.replace(config, epochs=config.epochs + 1)) != base
+    assert experts_folder(evaluator.workspace, dataclasses.replace(config, batch_size=32)) != base
     # The expert count is not part of the key: asking for more experts extends the same set.
-    assert experts_folder(evaluator, dataclasses.replace(config, num_experts=7)) == base
+    assert experts_folder(evaluator.workspace, dataclasses.replace(config, num_experts=7)) == base
 
 
 def test_resume_keeps_finished_experts_and_retrains_the_interrupted_one(evaluator, monkeypatch):
     protocol = dataclasses.replace(
         evaluator.protocol, experts=dataclasses.replace(evaluator.protocol.experts, lr=0.07)
     )
-    ev = Evaluator(protocol, evaluator.dataset, progress=False)
+    ev = Evaluator(Workspace(protocol, evaluator.dataset, progress=False))
     real_train = experts_mod.train_dual
     calls = {"n": 0}
 
@@ -94,8 +95,8 @@ def test_resume_keeps_finished_experts_and_retrains_the_interrupted_one(evaluato
 
     monkeypatch.setattr(experts_mod, "train_dual", crash_on_second_expert)
     with pytest.raises(KeyboardInterrupt):
-        ensure_experts(ev, progress=False)
-    folder = experts_folder(ev, ExpertConfig.from_protocol(protocol))
+        ensure_experts(ev.workspace, progress=False)
+    folder = experts_folder(ev.workspace, ExpertConfig.from_protocol(protocol))
     manifest = json.loads((folder / "manifest.json").read_text())
     assert list(manifest["experts"]) == ["0"]
     finished = folder / "expert000_epoch01.safetensors"
@@ -106,7 +107,7 @@ def test_resume_keeps_finished_experts_and_retrains_the_interrupted_one(evaluato
     monkeypatch.setattr(
         experts_mod, "train_dual", lambda *a, **k: trained.append(k["desc"]) or real_train(*a, **k)
     )
-    store = ensure_experts(ev, progress=False)
+    store = ensure_experts(ev.workspace, progress=False)
     assert trained == ["expert 2/2"]
     assert store.complete_experts == [0, 1]
     assert finished.stat().st_mtime_ns == mtime
@@ -117,9 +118,9 @@ def test_experts_with_an_image_head_round_trip(evaluator):
     protocol = dataclasses.replace(
         evaluator.protocol, model=dataclasses.replace(evaluator.protocol.model, projection_dim=16)
     )
-    ev = Evaluator(protocol, evaluator.dataset, progress=False)
-    store = ensure_experts(ev, num_experts=1, epochs=1, progress=False)
-    model = store.load_model(ev, 0, 1)
+    ev = Evaluator(Workspace(protocol, evaluator.dataset, progress=False))
+    store = ensure_experts(ev.workspace, num_experts=1, epochs=1, progress=False)
+    model = store.load_model(ev.workspace, 0, 1)
     assert model.image_projection.weight.shape == (16, model.image_encoder.num_features)
     image, text = store.flat(0, 1)
     flat = torch.cat([p.detach().reshape(-1) for p in [*model.image_encoder.parameters(),
@@ -132,6 +133,6 @@ def test_expert_key_follows_real_augmentation(evaluator):
     protocol = dataclasses.replace(
         evaluator.protocol, experts=dataclasses.replace(evaluator.protocol.experts, real_augment=True)
     )
-    plain = experts_folder(evaluator, ExpertConfig.from_protocol(evaluator.protocol))
-    augmented = experts_folder(evaluator, ExpertConfig.from_protocol(protocol))
+    plain = experts_folder(evaluator.workspace, ExpertConfig.from_protocol(evaluator.protocol))
+    augmented = experts_folder(evaluator.workspace, ExpertConfig.from_protocol(protocol))
     assert plain != augmented

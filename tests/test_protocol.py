@@ -70,14 +70,14 @@ def test_cpu_and_smoke_run_offline_on_shapes() -> None:
 def test_user_file_loads(tmp_path: Path) -> None:
     path = tmp_path / "mine.toml"
     path.write_text(
-        'name = "mine"\nbudgets = [3, 7]\n[data]\nresolution = 16\n[data.shapes]\ntrain = 9\n'
+        'name = "mine"\nbase = "cpu"\nbudgets = [3, 7]\n[data]\nresolution = 16\n[data.shapes]\ntrain = 9\n'
         '[image]\nunseen = ["test_resnet", "test_vit"]\n[eval]\nepochs = 2\n'
     )
     p = load_protocol(path)
     assert p.name == "mine" and p.source == str(path) and p.budgets == (3, 7)
     assert p.data.resolution == 16 and p.data.shapes.train == 9 and p.data.shapes.val == 500
     assert p.image.unseen == ("test_resnet", "test_vit") and p.eval.epochs == 2
-    assert p.eval.repetitions == 5  # unspecified keys keep their defaults
+    assert p.eval.repetitions == load_protocol("cpu").eval.repetitions  # unspecified keys: the base's
     assert load_protocol(str(path)) == p
 
 
@@ -94,9 +94,9 @@ def test_missing_file() -> None:
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ('name = "x"\n[eval]\nepochs = 5\nepoch = 3\n', "epoch"),
-        ('name = "x"\n[data.shapes]\ntrian = 5\n', "trian"),
-        ('name = "x"\n[text]\nsorce = "minilm"\n', "sorce"),
+        ('name = "x"\nbase = "smoke"\n[eval]\nepochs = 5\nepoch = 3\n', "epoch"),
+        ('name = "x"\nbase = "smoke"\n[data.shapes]\ntrian = 5\n', "trian"),
+        ('name = "x"\nbase = "smoke"\n[text]\nsorce = "minilm"\n', "sorce"),
         ('name = "x"\nbudget = [1]\n', "budget"),
         ('name = "x"\n[evaluation]\nepochs = 1\n', "evaluation"),
     ],

@@ -17,6 +17,7 @@ from mdd_bench.evaluate import Evaluator, random_pairs, repetition_seeds
 from mdd_bench.protocol import PairRecipe, load_protocol
 from mdd_bench.training import Recipe
 from mdd_bench.tuning import Candidate, TuneConfig, Tuner, recipes_toml
+from mdd_bench.workspace import Workspace
 
 RECIPES = """
 [[eval.recipes]]
@@ -84,7 +85,7 @@ def tuned(tmp_path_factory):
     path = smoke_with(tmp_path_factory.mktemp("p"), RECIPES)
     protocol = load_protocol(path)
     dataset = load_dataset("shapes", protocol, progress=False)
-    evaluator = Evaluator(protocol, dataset, progress=False)
+    evaluator = Evaluator(Workspace(protocol, dataset, progress=False))
     distilled = random_pairs(dataset, evaluator.text_embeddings("train"), protocol, 20, seed=0)
     return protocol, dataset, evaluator, distilled
 
@@ -106,7 +107,7 @@ def test_text_encoders_with_one_recipe_share_the_trained_model(tuned) -> None:
     groups = evaluator.pair_groups(distilled, "all", "hard")
     assert sorted(groups) == [("test_nfnet", ["minilm"]), ("test_nfnet", ["minilm-l3"]),
                               ("test_resnet", ["minilm"]), ("test_resnet", ["minilm-l3"])]  # fmt: skip
-    plain = Evaluator(load_protocol("smoke"), evaluator.dataset, progress=False)
+    plain = Evaluator(Workspace(load_protocol("smoke"), evaluator.dataset, progress=False))
     shared = dict(plain.pair_groups(distilled, "all", "hard"))
     assert shared == {"test_nfnet": ["minilm", "minilm-l3"], "test_resnet": ["minilm", "minilm-l3"]}
     # one training scored twice gives exactly the numbers of two separate trainings

@@ -343,7 +343,9 @@ def test_write_report_writes_every_format(runs: Path, tmp_path: Path) -> None:
     assert r"\documentclass" in wrapper and r"\input{retrieval_hard}" in wrapper
     assert "recall_vs_budget_hard.pdf" in wrapper
     md = (tmp_path / "syn" / "report_hard.md").read_text()
-    assert "| Pairs | Method | Flickr8k IR@1 |" in md and "![" in md and "–" in md
+    header = next(line for line in md.splitlines() if line.startswith("| Pairs"))
+    assert [c.strip() for c in header.split("|")[1:4]] == ["Pairs", "Method", "Flickr8k IR@1"]
+    assert "![" in md and "–" in md
 
 
 def test_formats_are_chosen(runs: Path, tmp_path: Path) -> None:
@@ -401,11 +403,13 @@ def test_cli_report_writes_and_lists_files(runs: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "syn" / "retrieval_hard.tex").exists()
 
 
-def test_reader_knows_the_runner_schema() -> None:
-    from mdd_bench.results import SCHEMA
-    from mdd_bench.runner import RESULT_SCHEMA
+def test_reader_and_runner_share_one_record() -> None:
+    from mdd_bench import results, runner
+    from mdd_bench.record import SCHEMA, ResultRecord
 
-    assert SCHEMA == RESULT_SCHEMA
+    assert results.SCHEMA is SCHEMA and runner.ResultRecord is ResultRecord
+    record = ResultRecord("m", "coreset", "shapes", "smoke", "h", 10, 0, {"hard": {}}, {}, {}).to_dict()
+    assert record["schema"] == SCHEMA and "ablation" not in record and record["distill"]["iterations"] == 0
 
 
 # --------------------------------------------------------------------------------------- noise-aware bold

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mdd_bench.models import create_text_encoder
-from mdd_bench.models.text_distill import (
+from mdd_bench.text_student import (
     DistilRecipe,
     cosine_loss,
     distillation_captions,
@@ -41,7 +41,7 @@ def test_distilled_student_is_closer_to_the_teacher_than_the_bare_cut():
     assert distilled_folder(dataclasses.replace(TINY, epochs=3)) != folder
     teacher = create_text_encoder("minilm", 32)
     cut = create_text_encoder("minilm-l3", 32)
-    student = create_text_encoder(str(folder), 32)
+    student = create_text_encoder("minilm-l3-distilled", 32, weights=folder)
     assert student.model.config.num_hidden_layers == 3
     held_out = distillation_captions(dataclasses.replace(TINY, captions=64, seed=77))
     target = torch.from_numpy(teacher.embed(held_out, progress=False))
@@ -52,3 +52,29 @@ def test_distilled_student_is_closer_to_the_teacher_than_the_bare_cut():
 
     assert agreement(student) > agreement(cut) + 0.05
     assert np.isfinite(agreement(student))
+
+
+def test_models_never_import_data_or_the_student():
+    import ast
+    from pathlib import Path
+
+    import mdd_bench.models as models
+
+    for path in Path(models.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                target = ("." * node.level) + (node.module or "")
+                assert not target.startswith(("..data", "..text_student", "mdd_bench.data")), (
+                    path.name,
+                    target,
+                )
+
+
+def test_a_student_name_without_weights_is_a_clear_error():
+    import pytest
+
+    from mdd_bench.errors import MddError
+
+    with pytest.raises(MddError, match="weights folder"):
+        create_text_encoder("minilm-l3-distilled", 32)

@@ -45,15 +45,18 @@ class _LazyEncoder:
     def get(self) -> TextEncoder:
         if self.encoder is None:
             from ..models.text import create_text_encoder
+            from ..text_student import text_encoder_weights
 
-            self.encoder = create_text_encoder(self.name, max_length=self.max_length)
+            weights = text_encoder_weights(self.name)
+            self.encoder = create_text_encoder(self.name, max_length=self.max_length, weights=weights)
         return self.encoder
 
     def fingerprint(self) -> str:
         if self.encoder is None:
             from ..models.text import known_fingerprint
+            from ..text_student import text_encoder_weights
 
-            known = known_fingerprint(self.name)
+            known = known_fingerprint(self.name, text_encoder_weights(self.name, build=False))
             if known is not None:
                 return known
         return self.get().fingerprint

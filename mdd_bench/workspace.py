@@ -1,0 +1,160 @@
+"""The shared layer: one object per (protocol, dataset, device) that every consumer builds on.
+
+The evaluator, the full-data reference, the experts and the distillation context all need the same
+things: cached caption embeddings, real pairs as tensors, a fresh two-tower model on the right device,
+a model loaded from a state dict or from flat per-modality vectors, and scoring on a split. They get
+them here, so none of them imports another to get at data, and the device is decided once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .anchors import pretrained_image_encoder
+from .data.pairs import PairDataset
+from .data.text_features import split_embeddings
+from .errors import MddError
+from .metrics import retrieval_metrics
+from .models.dual import DualEncoder
+from .protocol import Protocol
+from .training import RealPairs, embed_images, embed_texts
+
+# The modalities of a flat parameter vector: the image tower (encoder + optional image head) and the
+# text head. Expert snapshots and merged models use this split.
+MODALITIES = {"image": ("image_encoder", "image_projection"), "text": ("text_projection",)}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`auto` is the first GPU when there is one, else the CPU; anything else must exist."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise MddError(f"Unknown device '{device}'. Use cpu, cuda, cuda:N or auto.") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MddError(f"Device '{device}' asked for, but torch sees no GPU. Use --device cpu.")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise MddError(
+                f"Device '{device}' does not exist: torch sees {torch.cuda.device_count()} GPU(s)."
+            )
+    elif resolved.type != "cpu":
+        raise MddError(f"Unsupported device '{device}'. Use cpu, cuda, cuda:N or auto.")
+    return resolved
+
+
+def named_parameters(model: DualEncoder, modality: str) -> list[tuple[str, nn.Parameter]]:
+    """Parameters of one modality with their `DualEncoder` state-dict names, in a fixed order."""
+    return [
+        (f"{part}.{name}", param)
+        for part in MODALITIES[modality]
+        for name, param in getattr(model, part).named_parameters()
+    ]
+
+
+def flatten(model: DualEncoder, modality: str) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).float() for _, p in named_parameters(model, modality)])
+
+
+def layout(model: DualEncoder, modality: str) -> list[list[Any]]:
+    return [[name, list(p.shape)] for name, p in named_parameters(model, modality)]
+
+
+def unflatten(flat: torch.Tensor, entries: Sequence[Sequence[Any]]) -> dict[str, torch.Tensor]:
+    """A flat vector back to named tensors, by a layout of (name, shape)."""
+    sizes = [int(torch.Size(shape).numel()) for _, shape in entries]
+    if sum(sizes) != flat.numel():
+        raise MddError(f"A flat parameter vector has {flat.numel()} values but its layout needs {sum(sizes)}.")
+    out: dict[str, torch.Tensor] = {}
+    offset = 0
+    for (name, shape), numel in zip(entries, sizes, strict=True):
+        out[str(name)] = flat[offset : offset + numel].view(shape)
+        offset += numel
+    return out
+
+
+class Workspace:
+    def __init__(
+        self,
+        protocol: Protocol,
+        dataset: PairDataset,
+        device: str | torch.device = "cpu",
+        progress: bool = True,
+    ) -> None:
+        self.protocol = protocol
+        self.dataset = dataset
+        self.device = resolve_device(device)
+        self.progress = progress
+        self._text: dict[tuple[str, str], np.ndarray] = {}
+
+    # ---------------------------------------------------------------------------------- data
+    def text_embeddings(self, split: str = "train", encoder: str | None = None) -> np.ndarray:
+        """Frozen caption embeddings of a split (the source text encoder unless named), cached."""
+        encoder = encoder or self.protocol.text.source
+        key = (split, encoder)
+        if key not in self._text:
+            embs = split_embeddings(self.dataset, self.protocol.text, encoder, splits=(split,))
+            self._text[key] = embs[split]
+        return self._text[key]
+
+    @property
+    def text_dim(self) -> int:
+        return int(self.text_embeddings("train").shape[1])
+
+    def real_pairs(self, split: str = "train", augment_seed: int | None = None) -> RealPairs:
+        """The caption-level pairs of a split as a batch source (CPU tensors; loops move batches)."""
+        return RealPairs(self.dataset.splits[split], self.text_embeddings(split), self.protocol, augment_seed)
+
+    # ---------------------------------------------------------------------------------- models
+    def image_encoder(self, name: str | None = None) -> nn.Module:
+        """A fresh copy of the protocol's pretrained image encoder (the anchor under `cpu`)."""
+        name = name or self.protocol.image.source
+        return pretrained_image_encoder(name, self.protocol, self.progress, self.device)
+
+    def fresh_model(
+        self, seed: int, image_encoder: str | None = None, text_dim: int | None = None
+    ) -> DualEncoder:
+        """A new two-tower model on the workspace's device; the head's random init is drawn from `seed`."""
+        encoder = self.image_encoder(image_encoder)
+        torch.manual_seed(seed)
+        model = DualEncoder(
+            encoder,
+            text_dim or self.text_dim,
+            self.protocol.model.temperature,
+            self.protocol.model.projection_dim,
+        )
+        return model.to(self.device)
+
+    def load_model(self, state: dict[str, torch.Tensor], image_encoder: str | None = None) -> DualEncoder:
+        """A model with the given state dict, in eval mode, on the device."""
+        model = self.fresh_model(seed=0, image_encoder=image_encoder)
+        model.load_state_dict(state)
+        return model.eval()
+
+    def model_from_flat(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        image_layout: Sequence[Sequence[Any]],
+        text_layout: Sequence[Sequence[Any]],
+        buffers: dict[str, torch.Tensor] | None = None,
+        image_encoder: str | None = None,
+    ) -> DualEncoder:
+        """A model from flat per-modality vectors (expert checkpoints, merges of them)."""
+        state = {**unflatten(image, image_layout), **unflatten(text, text_layout)}
+        state.update(buffers or {})
+        return self.load_model(state, image_encoder)
+
+    # ---------------------------------------------------------------------------------- scoring
+    def score(self, model: DualEncoder, split: str, text_encoder: str | None = None) -> dict[str, float]:
+        """Retrieval metrics of `model` on a split (val for choices, test for reported numbers)."""
+        part = self.dataset.splits[split]
+        image_emb = embed_images(model, part, self.protocol)
+        text_emb = embed_texts(model, self.text_embeddings(split, text_encoder))
+        return retrieval_metrics(image_emb, text_emb, part.caption_image)

@@ -33,8 +33,8 @@ class DistilledSet:
 
     def __post_init__(self) -> None:
         # A stored artifact: detached CPU tensors, whatever device the method distilled on.
-        self.images, self.texts = self.images.detach().cpu(), self.texts.detach().cpu()
-        self.extras = {k: v.detach().cpu() for k, v in self.extras.items()}
+        self.images, self.texts = _stored(self.images), _stored(self.texts)
+        self.extras = {k: _stored(v) for k, v in self.extras.items()}
         if self.images.ndim != 4 or self.texts.ndim != 2:
             raise ValueError("images must be [N, 3, R, R] and texts [N, D]")
         if self.images.shape[0] != self.texts.shape[0]:
@@ -107,6 +107,13 @@ class DistilledSet:
             raise MddError(f"Distilled set '{base}' cannot be read ({exc}).") from None
         images, texts = tensors.pop("images"), tensors.pop("texts")
         return cls(images, texts, tensors, sidecar.get("provenance", {}))
+
+
+def _stored(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor itself when it already is a plain CPU tensor, else a detached CPU copy."""
+    if tensor.requires_grad or tensor.device.type != "cpu":
+        return tensor.detach().cpu()
+    return tensor
 
 
 def _base(path: str | Path) -> Path:

@@ -103,7 +103,7 @@ def test_missing_protocol_file(tmp_path: Path) -> None:
 
 def test_bad_protocol_file(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
-    path.write_text('name = "x"\n[eval]\nepoch = 3\n')
+    path.write_text('name = "x"\nbase = "smoke"\n[eval]\nepoch = 3\n')
     assert "unknown key 'epoch'" in fails("data", "prepare", "shapes", "--protocol", path)
 
 

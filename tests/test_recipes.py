@@ -70,12 +70,12 @@ def test_pair_recipes_parse_and_fall_back_to_the_defaults(tmp_path: Path) -> Non
     [
         ('[[eval.recipes]]\nimage = "a"\ntext = "b"\nlr = 0.1\n', "unknown key 'lr'"),
         ("[eval]\nrecipes = 3\n", "recipes"),
-        ('seeds = [-1]\nname = "x"\n', "seeds"),
+        ('seeds = [-1]\nname = "x"\nbase = "smoke"\n', "seeds"),
     ],
 )
 def test_bad_recipe_entries_are_one_line_errors(tmp_path: Path, extra: str, needle: str) -> None:
     path = tmp_path / "p.toml"
-    path.write_text('name = "x"\n' + extra if not extra.startswith("seeds") else extra)
+    path.write_text('name = "x"\nbase = "smoke"\n' + extra if not extra.startswith("seeds") else extra)
     with pytest.raises(MddError, match=needle):
         load_protocol(path)
 

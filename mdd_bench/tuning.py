@@ -103,6 +103,10 @@ class Tuner:
         self.budgets = tuple(config.budgets or protocol.budgets)
         self.pairs = arch_grid(protocol, config.archs)
         settings = {k: v for k, v in protocol.to_dict().items() if k in ("data", "image", "text", "model")}
+        # Entries are per image encoder and name their text encoders, so the lists of encoders are not
+        # part of the key: adding an encoder to the protocol reuses every finished training.
+        settings["image"] = {k: v for k, v in settings["image"].items() if k != "unseen"}
+        settings["text"] = {k: v for k, v in settings["text"].items() if k != "unseen"}
         # The log outlives a tuning: what it chooses (and how often a result is repeated) is not in its key.
         chosen = (
             "recipes",
@@ -128,10 +132,10 @@ class Tuner:
 
     def scores(self, image: str, cand: Candidate, budget: int, seed: int) -> dict[str, float]:
         """Val mean recall per text encoder of one training (from the log when already done)."""
-        done = self.log.get(image, cand, budget, seed)
-        if done is not None:
-            return done
         texts = [t for i, t in self.pairs if i == image]
+        done = self.log.get(image, cand, budget, seed)
+        if done is not None and all(t in done for t in texts):
+            return done
         recipe = Recipe.from_eval(self.protocol, image, texts[0], **asdict(cand))
         distilled = self.tuning_set(budget, seed)
         model = self.evaluator.train_with(distilled, image, recipe, seed=(TUNE_SEED + seed) * 1000 + 500)

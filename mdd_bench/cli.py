@@ -381,12 +381,13 @@ def _bool_list(text: str, option: str) -> tuple[bool, ...]:
 @click.option("--stability-seeds", type=click.IntRange(min=2), default=10, show_default=True)
 @click.option("--budgets", default=None, help="Comma-separated budgets (default: the protocol's).")
 @click.option(
-    "--real-augment/--no-real-augment",
-    "augment_choice",
+    "--full-data/--no-full-data",
+    "full_choice",
     default=True,
     show_default=True,
-    help="Also choose real-image augmentation of the full-data run and experts on val.",
+    help="Also choose each image encoder's full-data lr and real-image augmentation on val.",
 )
+@click.option("--full-lrs-img", default="0.1,0.03,0.01,0.003", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the scores and choices as JSON here.")  # fmt: skip
 @device_option
@@ -402,7 +403,8 @@ def tune_eval_cmd(
     top: int,
     stability_seeds: int,
     budgets: str | None,
-    augment_choice: bool,
+    full_choice: bool,
+    full_lrs_img: str,
     out: Path | None,
     device: str,
 ) -> None:
@@ -422,6 +424,7 @@ def tune_eval_cmd(
         top=top,
         stability_seeds=stability_seeds,
         budgets=tuple(_int_list(budgets, "--budgets")) if budgets else None,
+        full_lrs_img=_float_list(full_lrs_img, "--full-lrs-img"),
     )
     from .workspace import resolve_device
 
@@ -432,13 +435,17 @@ def tune_eval_cmd(
     start = time.perf_counter()
     tuner = Tuner(proto, ds, config, log=click.echo, device=device)
     choices = tuner.run()
-    augment = tuner.real_augment_choice() if augment_choice else None
+    full = tuner.full_data_choice() if full_choice else None
+    augment = None
+    if full:
+        source_lrs = full[proto.image.source]
+        augment = tuner.real_augment_choice(float(max(source_lrs, key=source_lrs.get)))
     seconds = time.perf_counter() - start
     command = f"mdd-bench tune-eval --protocol {protocol}"
     click.echo(f"\ntuned in {seconds:.0f} s; paste into the protocol file's [eval] section:\n")
-    click.echo(recipes_toml(choices, command, augment))
+    click.echo(recipes_toml(choices, command, augment, full, proto.text.source))
     if out is not None:
-        atomic_write_json(out, choices_json(choices, config, seconds, augment))
+        atomic_write_json(out, choices_json(choices, config, seconds, augment, full))
         click.echo(f"scores written to {out}")
 
 

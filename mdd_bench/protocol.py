@@ -99,6 +99,9 @@ class PairRecipe:
     lr_txt: PositiveFloat | None = None
     dsa: bool | None = None
     epochs: PositiveInt | None = None
+    # The full-data run trains on every training pair (about 100x more steps): its image lr is chosen on
+    # val on its own (`tune-eval`), falling back to lr_img.
+    full_lr_img: PositiveFloat | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,13 @@ class EvalSpec:
                     {k: v for k, v in dataclasses.asdict(entry).items() if k in values and v is not None}
                 )
         return values
+
+    def full_data_lr_img(self, image: str, text: str) -> float:
+        """The image lr of the full-data run of an encoder pair (its own choice, else the pair's lr)."""
+        for entry in self.recipes:
+            if (entry.image, entry.text) == (image, text) and entry.full_lr_img is not None:
+                return entry.full_lr_img
+        return self.pair_recipe(image, text)["lr_img"]
 
 
 @dataclass(frozen=True)

@@ -104,17 +104,20 @@ def reference_folder(p: Protocol, ds: PairDataset, image_encoder: str | None = N
     return cache_dir("references") / f"{p.name}-{ds.name}{suffix}-{key}"
 
 
-def full_data_recipe(protocol: Protocol, image_encoder: str) -> Recipe:
-    """The encoder pair's evaluation lrs for full_data_epochs, decay at the middle, no DSA (the
-    references augment real images instead: `eval.real_augment`)."""
+def full_data_recipe(protocol: Protocol, image_encoder: str, lr_img: float | None = None) -> Recipe:
+    """The encoder pair's recipe for full_data_epochs with its full-data image lr (chosen on val by
+    `tune-eval`), decay at the middle, no DSA (the references augment real images instead:
+    `eval.real_augment`)."""
     epochs = protocol.eval.full_data_epochs
+    text = protocol.text.source
     return Recipe.from_eval(
         protocol,
         image_encoder,
-        protocol.text.source,
+        text,
         epochs=epochs,
         lr_decay_epoch=epochs // 2 + 1,
         dsa=False,
+        lr_img=lr_img or protocol.eval.full_data_lr_img(image_encoder, text),
     )
 
 
@@ -125,11 +128,12 @@ def train_full_data(
     real_augment: bool,
     recorder: ForgettingRecorder | None = None,
     progress: bool = True,
+    lr_img: float | None = None,
 ) -> DualEncoder:
-    """One full-data training run (every training pair, `full_data_recipe`)."""
+    """One full-data training run (every training pair, `full_data_recipe`; `lr_img` overrides its lr)."""
     source = workspace.real_pairs("train", 30_000 + seed if real_augment else None)
     model = workspace.fresh_model(seed, image_encoder)
-    recipe = full_data_recipe(workspace.protocol, image_encoder)
+    recipe = full_data_recipe(workspace.protocol, image_encoder, lr_img)
     desc = f"full data {image_encoder} rep {seed}"
     return train_dual(model, source, recipe, seed, None, recorder, progress, desc)
 

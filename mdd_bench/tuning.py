@@ -11,9 +11,12 @@ The procedure (documented in README, reproduced by the command):
    mean recall averaged over budgets.
 4. Stability: the best-scoring candidate trains at the smallest budget with `stability_seeds` seeds; it is
    kept when no seed falls below half the median, else the next candidate is checked.
-5. Real-image augmentation (optional): the full-data run of the source pair trains once without and once
-   with `real_augment`, both scored on val; the better one is the protocol's `real_augment` for the
-   full-data run and the experts (both train on every real pair).
+5. Full data (optional): the full-data run trains about 100x more steps than a 100-pair set, so its
+   image lr is chosen on its own: one run per `full_lrs_img` value and image encoder (source text
+   encoder), scored on val; the best is the pair's `full_lr_img`.
+6. Real-image augmentation (with 5): the source encoder's full-data run at its chosen lr trains once
+   without and once with `real_augment`, both scored on val; the better one is the protocol's
+   `real_augment` for the full-data run and the experts (both train on every real pair).
 Finished trainings are kept in a resumable JSON log, so an interrupted tuning resumes.
 """
 
@@ -58,6 +61,7 @@ class TuneConfig:
     top: int = 2
     stability_seeds: int = 10
     budgets: tuple[int, ...] | None = None  # default: the protocol's
+    full_lrs_img: tuple[float, ...] = (0.1, 0.03, 0.01, 0.003)
 
     def candidates(self) -> list[Candidate]:
         return [Candidate(*c) for c in itertools.product(self.lrs_img, self.lrs_txt, self.dsa)]
@@ -167,23 +171,33 @@ class Tuner:
                 choices.append(self._stable_choice(image, text, ranking, by_budget, small))
         return choices
 
-    def real_augment_choice(self) -> dict[str, float]:
-        """Val mean recall of one full-data run of the source pair without and with real augmentation."""
+    def full_data_score(self, image: str, lr_img: float, augment: bool) -> float:
+        """Val mean recall of one full-data run (source text encoder) with this image lr."""
         from .references import train_full_data
 
-        out = {}
-        for augment in (False, True):
-            key = f"full-data|real_augment={str(augment).lower()}"
-            if key not in self.log.entries:
-                self.say(f"full data, real_augment={augment}: one run scored on val")
-                model = train_full_data(self.workspace, self.protocol.image.source, TUNE_SEED, augment)
-                self.log.entries[key] = {"val": self.evaluator.score(model, "val")["mean"]}
-                atomic_write_json(self.log.path, self.log.entries)
-            out[str(augment).lower()] = self.log.entries[key]["val"]
-            self.say(
-                f"  full data real_augment={str(augment).lower()}: val mean {out[str(augment).lower()]:.1f}"
-            )
-        return out
+        flag = str(augment).lower()
+        key = f"full-data|{image}|lr_img={lr_img:g}|real_augment={flag}"
+        if key not in self.log.entries:
+            self.say(f"full data {image}, lr_img={lr_img:g}, real_augment={flag}: one run scored on val")
+            model = train_full_data(self.workspace, image, TUNE_SEED, augment, lr_img=lr_img)
+            self.log.entries[key] = {"val": self.workspace.score(model, "val")["mean"]}
+            atomic_write_json(self.log.path, self.log.entries)
+        value = float(self.log.entries[key]["val"])
+        self.say(f"  full data {image:<14} lr_img={lr_img:<6g} real_augment={flag:<5}: val mean {value:.1f}")
+        return value
+
+    def full_data_choice(self) -> dict[str, dict[str, float]]:
+        """Per image encoder, val mean recall of one full-data run per image lr (no augmentation)."""
+        images = dict.fromkeys(i for i, _ in self.pairs)
+        return {
+            i: {f"{lr:g}": self.full_data_score(i, lr, False) for lr in self.config.full_lrs_img}
+            for i in images
+        }
+
+    def real_augment_choice(self, lr_img: float) -> dict[str, float]:
+        """Val mean recall of one full-data run of the source encoder without and with real augmentation."""
+        source = self.protocol.image.source
+        return {str(a).lower(): self.full_data_score(source, lr_img, a) for a in (False, True)}
 
     def _stable_choice(self, image, text, ranking, by_budget, small) -> PairChoice:
         ranked = [(c.key, float(np.mean(list(by_budget[c].values())))) for c in ranking]
@@ -197,7 +211,13 @@ class Tuner:
         return PairChoice(image, text, ranking[0], by_budget[ranking[0]], values, False, ranked)
 
 
-def recipes_toml(choices: list[PairChoice], command: str, augment: dict[str, float] | None = None) -> str:
+def recipes_toml(
+    choices: list[PairChoice],
+    command: str,
+    augment: dict[str, float] | None = None,
+    full: dict[str, dict[str, float]] | None = None,
+    source_text: str | None = None,
+) -> str:
     lines = [f"# Chosen on val by `{command}` (see mdd_bench/tuning.py for the procedure)."]
     if augment:
         best = max(augment, key=augment.get)
@@ -212,6 +232,12 @@ def recipes_toml(choices: list[PairChoice], command: str, augment: dict[str, flo
             "",
             f"# val mean recall on random pairs {val}; stability over {len(c.stability)} seeds: min "
             f"{min(c.stability):.1f}, median {np.median(c.stability):.1f}{'' if c.stable else ' (UNSTABLE)'}",
+        ]
+        by_lr = (full or {}).get(c.image) if c.text == source_text else None
+        if by_lr:
+            scores = ", ".join(f"{lr}: {v:.1f}" for lr, v in by_lr.items())
+            lines.append(f"# full-data val mean recall by image lr: {scores}")
+        lines += [
             "[[eval.recipes]]",
             f'image = "{c.image}"',
             f'text = "{c.text}"',
@@ -219,16 +245,23 @@ def recipes_toml(choices: list[PairChoice], command: str, augment: dict[str, flo
             f"lr_txt = {c.chosen.lr_txt:g}",
             f"dsa = {str(c.chosen.dsa).lower()}",
         ]
+        if by_lr:
+            lines.append(f"full_lr_img = {max(by_lr, key=by_lr.get)}")
     return "\n".join(lines) + "\n"
 
 
 def choices_json(
-    choices: list[PairChoice], config: TuneConfig, seconds: float, augment: dict[str, float] | None = None
+    choices: list[PairChoice],
+    config: TuneConfig,
+    seconds: float,
+    augment: dict[str, float] | None = None,
+    full: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     return {
         "config": asdict(config),
         "seconds": seconds,
         "real_augment_val": augment,
+        "full_data_val_by_lr_img": full,
         "pairs": [
             {**asdict(c), "chosen": asdict(c.chosen) if c.chosen else None,
              "val_by_budget": {str(b): v for b, v in c.val_by_budget.items()}}

@@ -70,7 +70,9 @@ def unflatten(flat: torch.Tensor, entries: Sequence[Sequence[Any]]) -> dict[str,
     """A flat vector back to named tensors, by a layout of (name, shape)."""
     sizes = [int(torch.Size(shape).numel()) for _, shape in entries]
     if sum(sizes) != flat.numel():
-        raise MddError(f"A flat parameter vector has {flat.numel()} values but its layout needs {sum(sizes)}.")
+        raise MddError(
+            f"A flat parameter vector has {flat.numel()} values but its layout needs {sum(sizes)}."
+        )
     out: dict[str, torch.Tensor] = {}
     offset = 0
     for (name, shape), numel in zip(entries, sizes, strict=True):

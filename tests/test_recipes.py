@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -158,17 +159,22 @@ def test_tune_eval_command_runs_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "tune.json"
     args = ["tune-eval", "--protocol", "smoke", "--lrs-img", "0.1", "--lrs-txt", "0.1", "--dsa", "false",
             "--archs", "source", "--seeds", "1", "--top", "1", "--stability-seeds", "2",
-            "--out", str(out)]  # fmt: skip
+            "--full-lrs-img", "0.1,0.01", "--out", str(out)]  # fmt: skip
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     assert "[[eval.recipes]]" in first.output and 'image = "test_nfnet"' in first.output
     data = json.loads(out.read_text())
     assert data["pairs"][0]["chosen"] == {"lr_img": 0.1, "lr_txt": 0.1, "dsa": False}
     assert set(data["pairs"][0]["val_by_budget"]) == {"10", "20"}
-    trained = [line for line in first.output.splitlines() if line.startswith("  test_nfnet")]
+    # the full-data run's image lr is chosen on its own, then real augmentation at that lr
+    by_lr = data["full_data_val_by_lr_img"]["test_nfnet"]
+    assert set(by_lr) == {"0.1", "0.01"} and set(data["real_augment_val"]) == {"false", "true"}
+    assert f"full_lr_img = {max(by_lr, key=by_lr.get)}" in first.output
+    trained = re.findall(r"test_nfnet +lr_img=\S+ lr_txt=\S+ dsa=\S+ +budget", first.output)
     assert len(trained) == 3  # budget 10 seed 0, budget 20 seed 0, stability seed 1
     again = CliRunner().invoke(cli, args)  # every training is in the log: nothing retrains
-    assert again.exit_code == 0 and not [ln for ln in again.output.splitlines() if ln.startswith("  test_")]
+    assert again.exit_code == 0 and not re.findall(r"lr_img=\S+ lr_txt=\S+ dsa=\S+ +budget", again.output)
+    assert "one run scored on val" not in again.output
 
 
 @pytest.mark.parametrize(

@@ -458,9 +458,10 @@ def test_interval_statistics() -> None:
     cell = _cell(det, n_max=3)
     assert cell.marks == DETERMINISTIC and cell.std == 1.0
     assert _cell(det, n_max=3, interval="ci95").std == pytest.approx(det.ci)
-    # one seed of a seeded method: no spread, flagged as fewer seeds
+    # one seed of a seeded method: no spread shown (it is over seeds), the repetitions still bound the noise
     lone = _stat(pd.Series([13.0]).to_numpy(), rep_std=1.0, reps=5)
-    assert math.isnan(lone.std) and math.isnan(lone.ci)
+    assert math.isnan(lone.std) and lone.ci == pytest.approx(2.776 / math.sqrt(5))
+    assert math.isnan(_stat(pd.Series([13.0]).to_numpy()).ci)  # no repetitions: no estimate
 
 
 def test_report_interval_option_changes_the_caption(runs: Path, tmp_path: Path) -> None:

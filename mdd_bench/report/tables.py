@@ -54,7 +54,8 @@ class Stat:
 
 
 def _stat(values: np.ndarray, rep_std: float = math.nan, reps: int = 0, deterministic: bool = False) -> Stat:
-    """Seed statistics; one seed of a deterministic method takes its spread from the repetitions."""
+    """Seed statistics; a single seed takes its interval (and, when deterministic, its spread) from the
+    evaluation repetitions."""
     values = values[~np.isnan(values)]
     if not len(values):
         return Stat(math.nan, math.nan, 0)
@@ -62,9 +63,10 @@ def _stat(values: np.ndarray, rep_std: float = math.nan, reps: int = 0, determin
     if len(values) > 1:
         std = float(np.std(values, ddof=1))
         return Stat(mean, std, len(values), t975(len(values) - 1) * std / math.sqrt(len(values)))
-    if deterministic and reps > 1 and not math.isnan(rep_std):
-        return Stat(mean, rep_std, 1, t975(reps - 1) * rep_std / math.sqrt(reps), True)
-    return Stat(mean, math.nan, 1, math.nan, deterministic)
+    # One seed: the evaluation repetitions are the only noise estimate left (a lower bound for a seeded
+    # method, whose spread over seeds is unknown and so not shown).
+    ci = t975(reps - 1) * rep_std / math.sqrt(reps) if reps > 1 and not math.isnan(rep_std) else math.nan
+    return Stat(mean, rep_std if deterministic else math.nan, 1, ci, deterministic)
 
 
 def _agg(df: pd.DataFrame, keys: list[str]) -> dict[tuple, Stat]:

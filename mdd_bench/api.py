@@ -49,6 +49,9 @@ class Method:
     # True when the output does not depend on the distillation seed: `mdd-bench run` then runs the
     # first seed only (and the report says so) instead of repeating identical work.
     deterministic: ClassVar[bool] = False
+    # Ablation groups for `mdd-bench ablate`: group -> variant label -> hyper-parameter overrides, in
+    # display order. A variant with no overrides is the method as configured.
+    ablations: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
 
     def __init__(self, hparams: HParams | None = None) -> None:
         self.hparams = hparams if hparams is not None else self.hparams_class()
@@ -106,6 +109,7 @@ class DistillStats:
 
     iterations: int = 0
     iters_to_best: int | None = None
+    time_per_iter_s: float | None = None  # median step time, evaluations excluded (DistillLoop sets it)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -273,6 +273,88 @@ def run_cmd(
     click.echo(f"results in {out}")
 
 
+@cli.command("ablate")
+@click.argument("method")
+@protocol_option
+@click.option(
+    "--dataset", "datasets", default=None, help="Comma-separated datasets (default: the protocol's)."
+)
+@click.option(
+    "--budget",
+    "--budgets",
+    "budgets",
+    default=None,
+    help="Comma-separated budgets (default: the protocol's first).",
+)
+@click.option("--seeds", default=None, help="Comma-separated distillation seeds (default: the protocol's).")
+@click.option(
+    "--groups", default=None, help="Comma-separated ablation groups (default: all the method declares)."
+)
+@click.option("--archs", type=click.Choice(["source", "all"]), default="source", show_default=True)
+@click.option("--tracks", default="hard", show_default=True)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True
+)
+@click.option(
+    "--set", "sets", multiple=True, help="Override METHOD.PARAM=VALUE for every variant (repeatable)."
+)
+@click.option("--repetitions", type=click.IntRange(min=1), default=None, help="Default: the protocol's.")
+@data_root_option
+@device_option
+def ablate_cmd(
+    method: str,
+    protocol: str,
+    datasets: str | None,
+    budgets: str | None,
+    seeds: str | None,
+    groups: str | None,
+    archs: str,
+    tracks: str,
+    out: Path,
+    sets: tuple[str, ...],
+    repetitions: int | None,
+    data_root: Path | None,
+    device: str,
+) -> None:
+    """Run a method's declared ablation groups as result cells; `mdd-bench report` tabulates them."""
+    from .registry import parse_method_names
+    from .runner import RunConfig, ablation_variants, parse_overrides, run_ablations
+    from .workspace import resolve_device
+
+    resolve_device(device)
+    proto = load_protocol(protocol)
+    (name,) = parse_method_names(method)
+    overrides = parse_overrides(sets)
+    if set(overrides) - {name}:
+        raise MddError(f"--set names method '{sorted(set(overrides) - {name})[0]}', not '{name}'.")
+    config = RunConfig(
+        methods=[name],
+        datasets=[d.strip() for d in (datasets or proto.data.dataset).split(",") if d.strip()],
+        budgets=_int_list(budgets, "--budgets") if budgets else [proto.budgets[0]],
+        seeds=_int_list(seeds, "--seeds") if seeds else list(proto.seeds),
+        archs=archs,
+        tracks=[t.strip() for t in tracks.split(",") if t.strip()],
+        out=out,
+        overrides=overrides,
+        data_root=data_root,
+        repetitions=repetitions,
+        device=device,
+    )
+    chosen = [g.strip() for g in groups.split(",") if g.strip()] if groups else None
+    from .registry import get_method
+
+    variants = ablation_variants(get_method(name), chosen)
+    results = run_ablations(proto, config, chosen, log=click.echo)
+    rows = []
+    for r in results:
+        ev = r["evaluation"][config.tracks[0]]
+        src = next(a for a in ev["archs"] if a["source"])
+        rows.append([r["ablation"]["group"], r["ablation"]["variant"], r["budget"], r["seed"],
+                     f"{src['mean']['mean']:.1f}"])  # fmt: skip
+    click.echo(tabulate(rows, headers=["group", "variant", "budget", "seed", "mean recall (test)"]))
+    click.echo(f"{len(variants)} variants; results in {out}. Tables: mdd-bench report --runs {out}")
+
+
 def _metrics_table(rows: list[tuple[str, str, dict, dict]]) -> str:
     from .metrics import METRICS
 

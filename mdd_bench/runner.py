@@ -20,7 +20,7 @@ from . import __version__
 from .api import DistillContext, Method
 from .cache import atomic_write_json
 from .data import load_dataset
-from .errors import MddError
+from .errors import MddError, did_you_mean
 from .evaluate import TRACKS, check_budget
 from .protocol import Protocol
 from .record import DistillCost, ResultRecord
@@ -121,6 +121,8 @@ def run_cell(
     protocol: Protocol,
     config: RunConfig,
     ctx: DistillContext,
+    result_path: Path | None = None,
+    ablation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Prepare artifacts (untimed), distil (timed, peak memory), save the set, evaluate every track."""
     check_budget(ctx.dataset, cell.budget)
@@ -134,7 +136,7 @@ def run_cell(
     distilled.provenance.update(
         method=cell.method, budget=cell.budget, seed=cell.seed, hparams=method.describe()["hparams"]
     )
-    result_path = cell.path(config.out, protocol)
+    result_path = result_path or cell.path(config.out, protocol)
     set_path = distilled.save(result_path.parent / "sets" / result_path.stem)
     stats = ctx.stats
     evaluation: dict[str, Any] = {}
@@ -163,7 +165,7 @@ def run_cell(
         distill=DistillCost(
             seconds=distill_s,
             iterations=iterations,
-            time_per_iter_s=distill_s / iterations if iterations else None,
+            time_per_iter_s=stats.time_per_iter_s or (distill_s / iterations if iterations else None),
             iters_to_best=stats.iters_to_best,
             peak_mem_mb=memory.peak_mb,
             cuda_peak_mem_mb=memory.cuda_peak_mb,
@@ -175,6 +177,7 @@ def run_cell(
         device=str(ctx.device),
         storage_bytes=distilled.storage_bytes,
         distilled_set=str(set_path),
+        ablation=ablation,
     ).to_dict()
 
 
@@ -216,6 +219,87 @@ def run_grid(protocol: Protocol, config: RunConfig, log=print) -> list[dict[str,
                     results.append(result)
         if dataset is not None:
             publish_full_data(proto, dataset, config, log)
+    return results
+
+
+@dataclass(frozen=True)
+class AblationVariant:
+    group: str
+    order: int
+    variant: str
+    overrides: dict[str, Any]
+
+    def path(self, cell: Cell, out: Path, protocol: Protocol) -> Path:
+        slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.variant).strip("_")
+        folder = Path(out) / protocol.name / cell.dataset / cell.method / f"ablation-{self.group}"
+        return folder / slug / f"b{cell.budget}-s{cell.seed}.json"
+
+
+def ablation_variants(cls: type[Method], groups: list[str] | None = None) -> list[AblationVariant]:
+    """The method's declared ablation groups (all, or the named ones) as variants in display order."""
+    declared = cls.ablations
+    if not declared:
+        raise MddError(f"Method '{cls.name}' declares no ablation groups.")
+    for group in groups or []:
+        if group not in declared:
+            raise MddError(
+                f"Method '{cls.name}' has no ablation group '{group}'.{did_you_mean(group, declared)}"
+            )
+    return [
+        AblationVariant(group, k, variant, dict(overrides))
+        for group, variants in declared.items()
+        if not groups or group in groups
+        for k, (variant, overrides) in enumerate(variants.items())
+    ]
+
+
+def run_ablations(
+    protocol: Protocol, config: RunConfig, groups: list[str] | None = None, log=print
+) -> list[dict[str, Any]]:
+    """Every declared ablation variant of one method as ordinary result cells with an `ablation` key.
+
+    Variants that resolve to the same hyper-parameters (the "as configured" one of every group) are
+    distilled and evaluated once, then written under each group.
+    """
+    if len(config.methods) != 1:
+        raise MddError("Ablations run one method at a time.")
+    name = config.methods[0]
+    cls = get_method(name)
+    variants = ablation_variants(cls, groups)
+    results: list[dict[str, Any]] = []
+    for dataset_name in config.datasets:
+        proto = protocol.with_dataset(dataset_name)
+        dataset = None
+        for budget in config.budgets:
+            for seed in config.seeds[:1] if cls.deterministic else config.seeds:
+                cell = Cell(name, dataset_name, budget, seed)
+                done: dict[str, dict[str, Any]] = {}
+                for v in variants:
+                    key = f"{v.group}/{v.variant}"
+                    path = v.path(cell, config.out, proto)
+                    overrides = {
+                        **config.overrides.get(name, {}),
+                        **{k: str(x) for k, x in v.overrides.items()},
+                    }
+                    method = cls.for_protocol(proto, overrides)
+                    same = json.dumps(method.describe()["hparams"], sort_keys=True)
+                    ablation = {"group": v.group, "variant": v.variant, "order": v.order}
+                    if path.exists():
+                        log(f"skip {name} {key} budget={budget} seed={seed}: {path} exists")
+                        result = read_result(path)
+                    elif same in done:
+                        log(f"same {name} {key} budget={budget} seed={seed}: reusing the identical variant")
+                        result = {**done[same], "ablation": ablation}
+                        atomic_write_json(path, result)
+                    else:
+                        if dataset is None:
+                            dataset = load_dataset(dataset_name, proto, config.data_root)
+                        ctx = DistillContext(proto, dataset, seed=seed, device=config.device)
+                        log(f"run  {name} {key} budget={budget} seed={seed}")
+                        result = run_cell(method, cell, proto, config, ctx, path, ablation)
+                        atomic_write_json(path, result)
+                    done.setdefault(same, result)
+                    results.append(result)
     return results
 
 

@@ -1,0 +1,31 @@
+"""The shared distillation layer: what MDM and the trajectory methods have in common.
+
+- `synthetic.py`: the learnable synthetic set (pixels, text embeddings, learnable extras) and its
+  optimiser, turned into a `DistilledSet`;
+- `loop.py`: the loop's bookkeeping (val selection every k iterations, best kept, timing);
+- `init.py`: data initialisation (K-means on pair features and its ablation variants);
+- `merge.py`: models from flat per-modality vectors, expert banks, Model-Stock merges;
+- `kernels.py`: kernel energies between feature sets on the unit sphere.
+"""
+
+from .init import DATA_INITS, initial_pairs, kmeans_nearest, pair_features
+from .kernels import kernel_energy, sphere_kernel
+from .loop import DistillLoop
+from .merge import MODEL_INITS, ExpertBank, TeacherSampler, model_stock_merge, model_stock_ratio
+from .synthetic import SyntheticSet
+
+__all__ = [
+    "DATA_INITS",
+    "MODEL_INITS",
+    "DistillLoop",
+    "ExpertBank",
+    "SyntheticSet",
+    "TeacherSampler",
+    "initial_pairs",
+    "kernel_energy",
+    "kmeans_nearest",
+    "model_stock_merge",
+    "model_stock_ratio",
+    "pair_features",
+    "sphere_kernel",
+]

@@ -1,0 +1,65 @@
+"""The learnable synthetic set every optimisation-based method distils into.
+
+Pixels live in the protocol's normalised space and texts in the source text encoder's embedding
+space, so the set trains the evaluation models exactly as stored. Methods that learn more (step
+sizes, a similarity) register those tensors as learnable extras under `DistilledSet.EXTRA_KEYS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..distilled import EXTRA_KEYS, DistilledSet
+from ..errors import MddError
+
+
+class SyntheticSet:
+    def __init__(self, images: torch.Tensor, texts: torch.Tensor, device: torch.device | str) -> None:
+        if images.shape[0] != texts.shape[0]:
+            raise MddError(f"{images.shape[0]} initial images but {texts.shape[0]} texts.")
+        self.images = images.detach().to(device, torch.float32).clone().requires_grad_(True)
+        self.texts = texts.detach().to(device, torch.float32).clone().requires_grad_(True)
+        self.extras: dict[str, torch.Tensor] = {}
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def add_extra(self, name: str, value: torch.Tensor, learnable: bool = True) -> torch.Tensor:
+        if name not in EXTRA_KEYS:
+            raise MddError(f"Unknown extra '{name}'; allowed: {', '.join(EXTRA_KEYS)}.")
+        tensor = value.detach().to(self.device, torch.float32).clone().requires_grad_(learnable)
+        self.extras[name] = tensor
+        return tensor
+
+    def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """Indices of a random mini-batch of min(batch, N) distinct pairs."""
+        return torch.randperm(self.size, generator=generator)[: min(batch, self.size)]
+
+    def sgd(self, lr_img: float, lr_txt: float, momentum: float = 0.5) -> torch.optim.SGD:
+        """SGD with one parameter group per modality (MDM's and the trajectory methods' optimiser)."""
+        return torch.optim.SGD(
+            [{"params": [self.images], "lr": lr_img}, {"params": [self.texts], "lr": lr_txt}],
+            lr=lr_img,
+            momentum=momentum,
+        )
+
+    def clip_grad(self, max_norm: float) -> float:
+        """Joint gradient-norm clip over pixels and texts; returns the norm before clipping."""
+        return float(torch.nn.utils.clip_grad_norm_([self.images, self.texts], max_norm))
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """A detached CPU copy of every tensor (what the loop keeps as the best so far)."""
+        tensors = {"images": self.images, "texts": self.texts, **self.extras}
+        return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
+
+    @staticmethod
+    def distilled(state: dict[str, torch.Tensor], provenance: dict[str, Any] | None = None) -> DistilledSet:
+        extras = {k: v for k, v in state.items() if k not in ("images", "texts")}
+        return DistilledSet(state["images"], state["texts"], extras, dict(provenance or {}))

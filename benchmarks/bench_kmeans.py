@@ -34,9 +34,8 @@ def main() -> None:
     start = time.perf_counter()
     chosen = kmeans_nearest(x, args.k, seed=0, iterations=args.iterations)
     took = time.perf_counter() - start
-    print(
-        f"K-means K={args.k}, {args.iterations} iterations: {took:.0f} s; {len(set(chosen.tolist()))} pairs chosen"
-    )
+    distinct = len(set(chosen.tolist()))
+    print(f"K-means K={args.k}, {args.iterations} iterations: {took:.0f} s; {distinct} pairs chosen")
 
 
 if __name__ == "__main__":

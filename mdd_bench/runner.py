@@ -259,7 +259,8 @@ def run_ablations(
     """Every declared ablation variant of one method as ordinary result cells with an `ablation` key.
 
     Variants that resolve to the same hyper-parameters (the "as configured" one of every group) are
-    distilled and evaluated once, then written under each group.
+    distilled and evaluated once, then written under each group; an ordinary `mdd-bench run` result of
+    the same cell with the same hyper-parameters counts as that run.
     """
     if len(config.methods) != 1:
         raise MddError("Ablations run one method at a time.")
@@ -274,6 +275,10 @@ def run_ablations(
             for seed in config.seeds[:1] if cls.deterministic else config.seeds:
                 cell = Cell(name, dataset_name, budget, seed)
                 done: dict[str, dict[str, Any]] = {}
+                main = cell.path(config.out, proto)  # the ordinary run of this cell, when present
+                if main.exists():
+                    found = read_result(main)
+                    done[json.dumps(found.get("hparams", {}), sort_keys=True)] = found
                 for v in variants:
                     key = f"{v.group}/{v.variant}"
                     path = v.path(cell, config.out, proto)
@@ -288,7 +293,7 @@ def run_ablations(
                         log(f"skip {name} {key} budget={budget} seed={seed}: {path} exists")
                         result = read_result(path)
                     elif same in done:
-                        log(f"same {name} {key} budget={budget} seed={seed}: reusing the identical variant")
+                        log(f"same {name} {key} budget={budget} seed={seed}: reusing an identical run")
                         result = {**done[same], "ablation": ablation}
                         atomic_write_json(path, result)
                     else:

@@ -189,6 +189,27 @@ def _int_list(text: str, option: str) -> list[int]:
     return values
 
 
+def _run_config(proto, names: list[str], datasets: str | None, budgets: str | None, seeds: str | None,
+                archs: str, tracks: str, out: Path, overrides: dict, data_root: Path | None,
+                repetitions: int | None, device: str):  # fmt: skip
+    """The grid options shared by `run` and `ablate`, with the protocol's defaults filled in."""
+    from .runner import RunConfig
+
+    return RunConfig(
+        methods=names,
+        datasets=[d.strip() for d in (datasets or proto.data.dataset).split(",") if d.strip()],
+        budgets=_int_list(budgets, "--budgets") if budgets else [proto.budgets[0]],
+        seeds=_int_list(seeds, "--seeds") if seeds else list(proto.seeds),
+        archs=archs,
+        tracks=[t.strip() for t in tracks.split(",") if t.strip()],
+        out=out,
+        overrides=overrides,
+        data_root=data_root,
+        repetitions=repetitions,
+        device=device,
+    )
+
+
 @cli.command("run")
 @click.option("--methods", default=None, help="Comma-separated method names (default: all available).")
 @click.option(
@@ -233,7 +254,7 @@ def run_cmd(
 ) -> None:
     """Distil and evaluate every cell (method x dataset x budget x seed); finished cells are skipped."""
     from .registry import list_methods, parse_method_names
-    from .runner import RunConfig, parse_overrides, run_grid, summary_rows
+    from .runner import parse_overrides, run_grid, summary_rows
     from .workspace import resolve_device
 
     resolve_device(device)
@@ -248,18 +269,19 @@ def run_cmd(
                 )
     else:
         names = [n for n, cls in list_methods().items() if not cls.missing_artifacts()]
-    config = RunConfig(
-        methods=names,
-        datasets=[d.strip() for d in (datasets or proto.data.dataset).split(",") if d.strip()],
-        budgets=_int_list(budgets, "--budgets") if budgets else [proto.budgets[0]],
-        seeds=_int_list(seeds, "--seeds") if seeds else list(proto.seeds),
-        archs=archs,
-        tracks=[t.strip() for t in tracks.split(",") if t.strip()],
-        out=out,
-        overrides=parse_overrides(sets),
-        data_root=data_root,
-        repetitions=repetitions,
-        device=device,
+    config = _run_config(
+        proto,
+        names,
+        datasets,
+        budgets,
+        seeds,
+        archs,
+        tracks,
+        out,
+        parse_overrides(sets),
+        data_root,
+        repetitions,
+        device,
     )
     unknown_sets = set(config.overrides) - set(names)
     if unknown_sets:
@@ -318,7 +340,7 @@ def ablate_cmd(
 ) -> None:
     """Run a method's declared ablation groups as result cells; `mdd-bench report` tabulates them."""
     from .registry import parse_method_names
-    from .runner import RunConfig, ablation_variants, parse_overrides, run_ablations
+    from .runner import ablation_variants, parse_overrides, run_ablations
     from .workspace import resolve_device
 
     resolve_device(device)
@@ -327,18 +349,8 @@ def ablate_cmd(
     overrides = parse_overrides(sets)
     if set(overrides) - {name}:
         raise MddError(f"--set names method '{sorted(set(overrides) - {name})[0]}', not '{name}'.")
-    config = RunConfig(
-        methods=[name],
-        datasets=[d.strip() for d in (datasets or proto.data.dataset).split(",") if d.strip()],
-        budgets=_int_list(budgets, "--budgets") if budgets else [proto.budgets[0]],
-        seeds=_int_list(seeds, "--seeds") if seeds else list(proto.seeds),
-        archs=archs,
-        tracks=[t.strip() for t in tracks.split(",") if t.strip()],
-        out=out,
-        overrides=overrides,
-        data_root=data_root,
-        repetitions=repetitions,
-        device=device,
+    config = _run_config(
+        proto, [name], datasets, budgets, seeds, archs, tracks, out, overrides, data_root, repetitions, device
     )
     chosen = [g.strip() for g in groups.split(",") if g.strip()] if groups else None
     from .registry import get_method

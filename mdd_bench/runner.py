@@ -211,7 +211,7 @@ def run_grid(protocol: Protocol, config: RunConfig, log=print) -> list[dict[str,
                         continue
                     if dataset is None:
                         dataset = load_dataset(dataset_name, proto, config.data_root)
-                    method = cls.for_protocol(proto, config.overrides.get(name))
+                    method = cls.for_protocol(proto, config.overrides.get(name), budget)
                     ctx = DistillContext(proto, dataset, seed=seed, device=config.device)
                     log(f"run  {name} {dataset_name} budget={budget} seed={seed}")
                     result = run_cell(method, cell, proto, config, ctx)
@@ -286,7 +286,7 @@ def run_ablations(
                         **config.overrides.get(name, {}),
                         **{k: str(x) for k, x in v.overrides.items()},
                     }
-                    method = cls.for_protocol(proto, overrides)
+                    method = cls.for_protocol(proto, overrides, budget)
                     same = json.dumps(method.describe()["hparams"], sort_keys=True)
                     ablation = {"group": v.group, "variant": v.variant, "order": v.order}
                     if path.exists():

@@ -77,7 +77,9 @@ def test_unrolled_student_matches_a_plain_training_loop() -> None:
     )
     for k in range(5):
         idx = BATCHES[k % len(BATCHES)]
-        loss = weighted_bce(plain.logits(images[idx].detach(), texts[idx].detach()), torch.eye(4, dtype=torch.float64))
+        loss = weighted_bce(
+            plain.logits(images[idx].detach(), texts[idx].detach()), torch.eye(4, dtype=torch.float64)
+        )
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -97,7 +99,10 @@ def _first_order_reference(loss_at, start, target, lrs, steps, normaliser):
         grads = torch.autograd.grad(loss_at(live, k), [live[m] for m in live], create_graph=True)
         for m, g in zip(live, grads, strict=True):
             total[m] = total[m] + g
-        theta = {m: live[m].detach() - float(lrs[m].detach()) * g.detach() for m, g in zip(live, grads, strict=True)}
+        theta = {
+            m: live[m].detach() - float(lrs[m].detach()) * g.detach()
+            for m, g in zip(live, grads, strict=True)
+        }
     final = {m: start[m] - lrs[m] * total[m] for m in start}
     return match_distance(final, start, target, normaliser)
 
@@ -149,7 +154,9 @@ def test_unroll_gradient_matches_finite_differences() -> None:
         return float(match_distance(final, start, target))
 
     h = 1e-6
-    assert float(grad_lr) == pytest.approx((value(lr_value=0.4 + h) - value(lr_value=0.4 - h)) / (2 * h), rel=1e-5)
+    assert float(grad_lr) == pytest.approx(
+        (value(lr_value=0.4 + h) - value(lr_value=0.4 - h)) / (2 * h), rel=1e-5
+    )
     direction = torch.zeros_like(images)
     direction[1, 0, 2, 3] = 1.0
     numeric = (value(h * direction) - value(-h * direction)) / (2 * h)

@@ -86,7 +86,13 @@ class TrajectoryMatching(Method):
             "similarity": run.similarity.kind,
         }
         loop = DistillLoop(
-            ctx, run.syn, hp.iterations, hp.eval_every, hp.eval_repetitions, hp.select_track, provenance,
+            ctx,
+            run.syn,
+            hp.iterations,
+            hp.eval_every,
+            hp.eval_repetitions,
+            hp.select_track,
+            provenance,
             desc=self.name,
         )
         out = loop.run(run.step)

@@ -23,7 +23,9 @@ def low_rank_block(
     return torch.diag(diag[idx]) + (alpha / left.shape[1]) * left[idx] @ right[idx].T
 
 
-def low_rank_matrix(diag: torch.Tensor, left: torch.Tensor, right: torch.Tensor, alpha: float) -> torch.Tensor:
+def low_rank_matrix(
+    diag: torch.Tensor, left: torch.Tensor, right: torch.Tensor, alpha: float
+) -> torch.Tensor:
     return torch.diag(diag) + (alpha / left.shape[1]) * left @ right.T
 
 

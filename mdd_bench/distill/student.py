@@ -56,7 +56,9 @@ class FunctionalStudent:
                 offset += shape.numel()
         return out
 
-    def encode(self, theta: Flat, images: torch.Tensor, texts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, theta: Flat, images: torch.Tensor, texts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit-norm image and text features of the model at `theta`."""
         return torch.func.functional_call(self.model, self.params(theta), (images, texts))
 

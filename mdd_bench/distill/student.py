@@ -49,7 +49,8 @@ class FunctionalStudent:
             flat, offset = theta[modality], 0
             if flat.numel() != self.size(modality):
                 raise MddError(
-                    f"A flat '{modality}' vector has {flat.numel()} values; the model needs {self.size(modality)}."
+                    f"A flat '{modality}' vector has {flat.numel()} values; "
+                    f"the model needs {self.size(modality)}."
                 )
             for name, shape in entries:
                 out[name] = flat[offset : offset + shape.numel()].view(shape)

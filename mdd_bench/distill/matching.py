@@ -167,7 +167,7 @@ class TrajectoryRun:
                     m: float((final[m] - target[m]).pow(2).sum() / (start[m] - target[m]).pow(2).sum())
                     for m in final
                 }
-            value = float(loss)
+            value = float(loss.detach())
         else:
             leaves = [self.syn.images, self.syn.texts, *self.similarity.params]
             result = tesla_backward(loss_at, start, target, self.lrs, hp.syn_steps, leaves, hp.normaliser)

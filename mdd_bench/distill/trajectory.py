@@ -159,7 +159,7 @@ def tesla_backward(
         torch.autograd.backward(loss, inputs=learnable)
     with torch.no_grad():
         per = {m: float((final[m] - target[m]).pow(2).sum() / denominators[m]) for m in keys}
-    return MatchResult(float(loss), per)
+    return MatchResult(float(loss.detach()), per)
 
 
 class TrajectorySampler:

@@ -189,11 +189,17 @@ class DistillContext:
         return create_text_encoder(name, self.protocol.text.max_length, str(self.device), weights)
 
     def reference(self):
-        """The full-data upper-bound run (trained model + forgetting statistics)."""
+        """The full-data reference run (trained model + forgetting statistics).
+
+        Methods use its first repetition only (its model and the forgetting statistics recorded while it
+        trained), so only that one is trained on their behalf; the upper bound's further repetitions are
+        trained on demand (`mdd-bench run --full-data-repetitions N`, `mdd-bench eval --full-data`) and the
+        report says how many the full-data row has.
+        """
         if self._reference is None:
             from .references import full_data_reference
 
-            self._reference = full_data_reference(self.workspace, self.progress_enabled)
+            self._reference = full_data_reference(self.workspace, self.progress_enabled, repetitions=1)
         return self._reference
 
     def reference_model(self) -> nn.Module:

@@ -357,6 +357,8 @@ def _run_and_report(proto, config, quiet: bool, report_dir: Path | None, started
     from .runner import execute_grid, summary_rows
 
     chatter = (lambda _: None) if quiet else click.echo
+    if quiet:
+        _silence_libraries()
     run = execute_grid(proto, config, log=chatter, progress=not quiet)
     if run.results:
         headers = ["method", "dataset", "budget", "seed", *[f"{t} mean" for t in config.tracks], "distill s"]
@@ -398,6 +400,14 @@ def _run_and_report(proto, config, quiet: bool, report_dir: Path | None, started
     message = run.failure_message()
     if message:
         raise MddError(message)
+
+
+def _silence_libraries() -> None:
+    """`--quiet`: the libraries' own bars and notices too (transformers' weight loading)."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
 
 
 def _note_full_data(proto, config) -> None:

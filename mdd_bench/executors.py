@@ -126,7 +126,7 @@ class LocalExecutor:
                 for proto in upper:
                     bar.show(f"{proto.data.dataset}: full-data upper bound")
                     try:
-                        with totals.stage("full-data upper bound"), totals.stage("data"):
+                        with totals.stage("data"):
                             datasets.get(proto)
                         with totals.stage("full-data upper bound"):
                             upper_bound(proto, config, datasets, progress)

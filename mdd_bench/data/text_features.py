@@ -40,15 +40,15 @@ POOLINGS = ("cls",)
 class _LazyEncoder:
     """Loads the encoder only when a split actually misses the cache, and at most once."""
 
-    def __init__(self, name: str, max_length: int, encoder: TextEncoder | None = None):
-        self.name, self.max_length, self.encoder = name, max_length, encoder
+    def __init__(self, name: str, max_length: int, encoder: TextEncoder | None = None, progress: bool = True):
+        self.name, self.max_length, self.encoder, self.progress = name, max_length, encoder, progress
 
     def get(self) -> TextEncoder:
         if self.encoder is None:
             from ..models.text import create_text_encoder
             from ..text_student import text_encoder_weights
 
-            weights = text_encoder_weights(self.name)
+            weights = text_encoder_weights(self.name, progress=self.progress)
             self.encoder = create_text_encoder(self.name, max_length=self.max_length, weights=weights)
         return self.encoder
 
@@ -113,7 +113,7 @@ def _embed(captions: list[str], lazy: _LazyEncoder, pooling: str, batch_size: in
     vectors = encoder.embed(
         unique.tolist(),
         batch_size=batch_size,
-        progress=len(unique) > batch_size,
+        progress=lazy.progress and len(unique) > batch_size,
         max_length=lazy.max_length,
     )
     out = vectors[inverse.reshape(-1)] if len(captions) else vectors[:0]
@@ -142,9 +142,10 @@ def split_embeddings(
     text_spec: TextSpec,
     encoder_name: str | None = None,
     splits: tuple[str, ...] | None = None,
+    progress: bool = True,
 ) -> dict[str, np.ndarray]:
     """Embeddings of the captions of `splits` (default all); the encoder defaults to the source."""
-    lazy = _LazyEncoder(encoder_name or text_spec.source, text_spec.max_length)
+    lazy = _LazyEncoder(encoder_name or text_spec.source, text_spec.max_length, progress=progress)
     return {
         name: _embed_cached(split.captions, lazy, text_spec.pooling, text_spec.batch_size)
         for name, split in dataset.splits.items()

@@ -4,6 +4,7 @@ written as one result JSON. A cell whose result exists is skipped, so an interru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import subprocess
@@ -306,6 +307,13 @@ def execute_grid(protocol: Protocol, config: RunConfig, log=print, progress: boo
     from .executors import make_executor
 
     start = time.perf_counter()
+    if config.executor != "local":
+        # Workers may run elsewhere, in another working directory: give them absolute paths.
+        config = dataclasses.replace(
+            config,
+            out=Path(config.out).resolve(),
+            data_root=None if config.data_root is None else Path(config.data_root).resolve(),
+        )
     jobs = plan_grid(protocol, config, log)
     pending = []
     for job in jobs:

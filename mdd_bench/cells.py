@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from .protocol import Protocol
     from .runner import Cell, RunConfig
 
-DONE, FAILED, BUSY = "done", "failed", "busy"
+# done: run here; finished: found done by another run once the lock was ours; busy: another run holds it
+DONE, FINISHED, FAILED, BUSY = "done", "finished", "failed", "busy"
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class CellJob:
 @dataclass
 class CellOutcome:
     job: CellJob
-    status: str  # done | failed | busy (another run holds the cell's lock)
+    status: str  # DONE | FINISHED | FAILED | BUSY
     error: str | None = None
     stages: dict[str, float] = field(default_factory=dict)
 
@@ -125,7 +126,7 @@ def execute_cell(
         if not held:
             return CellOutcome(job, BUSY)
         if job.path.exists():  # finished by another run between our look and the lock
-            return CellOutcome(job, DONE)
+            return CellOutcome(job, FINISHED)
         # A killed earlier attempt may have left temporary files; nobody else writes them now.
         for target in (job.path, job.error_path, job.set_base.with_suffix(".safetensors"),
                        job.set_base.with_suffix(".json")):  # fmt: skip

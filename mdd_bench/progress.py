@@ -61,7 +61,7 @@ def breakdown_rows(seconds: dict[str, float], wall_s: float, other: bool = True)
     `other` (not when the stages ran in parallel: their sum may exceed the wall time)."""
     order = [s for s in STAGES if s in seconds] + sorted(set(seconds) - set(STAGES))
     rows = [[name, f"{seconds[name]:.1f}", f"{100 * seconds[name] / wall_s:.0f}%" if wall_s else "-"]
-            for name in order if seconds[name] >= 0.05]  # fmt: skip
+            for name in order]  # fmt: skip
     rest = wall_s - sum(seconds.values())
     if other and rest >= 0.05:
         rows.append(["other (start-up, loading, writing)", f"{rest:.1f}", f"{100 * rest / wall_s:.0f}%"])

@@ -174,11 +174,17 @@ def test_unknown_executor_options_are_one_line_errors(tmp_path):
     assert res.exit_code != 0 and "--executor ray" in res.output and "Traceback" not in res.output
 
 
-def test_full_data_row_states_its_repetitions(tmp_path):
-    """The coreset feature model trains one repetition; the report's full-data row says how many."""
+def test_first_run_output_timing_breakdown_and_full_data_repetitions(tmp_path):
+    """The run ends with the time per stage and where the results and the report are; the coreset
+    feature model trains one repetition, and the report's full-data row says how many it has."""
     out = tmp_path / "runs"
     res = CliRunner().invoke(cli, [*RUN, "--methods", "herding", "--out", str(out)])
     assert res.exit_code == 0, res.output
+    timing = res.output.split("time by stage, 1 cell(s) run here:")[1]
+    for stage in ("distill", "evaluate", "report", "total (wall)"):
+        assert f"\n{stage} " in timing, timing
+    report_line = next(line for line in res.output.splitlines() if line.startswith("report:"))
+    assert Path(report_line.split()[1]).exists() and f"results: {out}" in res.output
     full = next((out / "smoke" / "shapes" / "full-data").glob("b*-s0.json"))
     runs = json.loads(full.read_text())["evaluation"]["hard"]["archs"][0]["runs"]
     report = (out / "report" / "smoke" / "report_hard.md").read_text()

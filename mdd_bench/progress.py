@@ -81,10 +81,6 @@ class GridBar:
     def advance(self) -> None:
         self.bar.update(1)
 
-    def write(self, line: str) -> None:
-        """A log line printed above the bars instead of through them."""
-        tqdm.write(line)
-
     def close(self) -> None:
         self.bar.close()
 

@@ -13,6 +13,8 @@ Where this differs from the reference, and why:
 - Learned step sizes are kept >= `clamp_lr` (0): a negative lr would train the evaluation backwards.
 - Pass 1 builds no second-order graph (the reference asks for one and drops it).
 - A budget of N means N pairs (the LoRS scripts distil N - 1).
+- The initial pairs are N random real pairs with unaugmented images (the reference passes them through
+  its train-time augmentation unless `--no_aug`, so its iteration 0 is not a clean random coreset).
 - The best iteration is chosen on val (the reference picks the best of its test evaluations).
 """
 

@@ -47,7 +47,11 @@ class LoRS(TESLA):
     hparams_class = LoRSHParams
     defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": TESLA.defaults["paper"],
-        "cpu": {**TESLA.defaults["cpu"], "lr_sim": 10.0, "sim_rank": 10, "sim_alpha": 1.0},
+        # TESLA's cpu data lrs, then lr_sim chosen on val at 100 pairs, seed 0 (best native val mean recall
+        # over 300 iterations; initial set 16.8): lr_sim 1: 23.4 (at 100), 10: 22.6 (at 100), 100: never
+        # beat the init (the learned similarity collapses retrieval to 1-8). Rank 10 and alpha 1 as the
+        # reference's COCO-100 row (not tuned).
+        "cpu": {**TESLA.defaults["cpu"], "lr_sim": 1.0, "sim_rank": 10, "sim_alpha": 1.0},
         "smoke": {**TESLA.defaults["smoke"], "sim_rank": 2},
     }
 

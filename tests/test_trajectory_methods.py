@@ -41,9 +41,9 @@ def test_mtt_vl_logit_scale_flag() -> None:
 
 
 def test_trajectory_needs_stored_epochs() -> None:
-    from mdd_bench.distill.trajectory import TrajectorySampler
-
     import torch
+
+    from mdd_bench.distill.trajectory import TrajectorySampler
 
     class Bank:
         experts = [0, 1, 2]
@@ -60,7 +60,8 @@ def test_trajectory_needs_stored_epochs() -> None:
         assert sorted(d[0] for d in draws[start : start + 3]) == [0, 1, 2]
     assert {d[1] for d in draws} == {0, 1}
     for expert, epoch, theta0, theta_t in draws:
-        assert theta0["image"].tolist() == [expert, epoch] and theta_t["image"].tolist() == [expert, epoch + 1]
+        assert theta0["image"].tolist() == [expert, epoch]
+        assert theta_t["image"].tolist() == [expert, epoch + 1]
 
 
 def test_lors_cell_trains_native_with_its_similarity_and_lrs(tmp_path) -> None:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .cache import atomic_write, cache_dir, stable_hash
 from .data.shapes import COLOURS, GENERATOR_VERSION, SHAPES, SIZES, Scene, SceneObject, render, sample_scene
+from .locks import build_once
 from .models import create_image_encoder
 from .protocol import Protocol
 from .training import normaliser
@@ -101,11 +102,15 @@ def train_anchor(
 def ensure_anchor(
     name: str, protocol: Protocol, progress: bool = True, device: str | torch.device = "cpu"
 ) -> Path:
-    """Path of the cached anchor weights of image encoder `name`, training them on first need."""
+    """Path of the cached anchor weights of image encoder `name`, training them on first need (once, even
+    when several processes ask at the same time: the others wait for the file)."""
     path = anchor_path(name, protocol)
-    if not path.exists():
+
+    def build() -> None:
         state = train_anchor(name, protocol, progress, device)
         atomic_write(path, lambda p: save_file(state, str(p)))
+
+    build_once(path, path.exists, build)
     return path
 
 

@@ -57,20 +57,30 @@ class Method:
         self.hparams = hparams if hparams is not None else self.hparams_class()
 
     @classmethod
-    def for_protocol(cls, protocol: Protocol, overrides: dict[str, str] | None = None) -> Method:
-        """The method with its defaults for `protocol`, then `--set name.key=value` overrides.
+    def for_protocol(
+        cls, protocol: Protocol, overrides: dict[str, str] | None = None, budget: int | None = None
+    ) -> Method:
+        """The method with its defaults for `protocol` (and the cell's `budget`), then `--set` overrides.
 
         Defaults are looked up along the protocol's lineage (its name, then the packaged protocol it
-        inherits from with `base = ...`). Both the defaults and the overrides are validated against the
-        hyper-parameter dataclass's types (pydantic), so a typo or a wrong type is a one-line error.
+        inherits from with `base = ...`), then `cell_defaults` (settings the papers tabulate per dataset
+        and budget). Both the defaults and the overrides are validated against the hyper-parameter
+        dataclass's types (pydantic), so a typo or a wrong type is a one-line error.
         """
         values: dict[str, Any] = {}
         for name in reversed(protocol.lineage):
             values.update(cls.defaults.get(name, {}))
+        if budget is not None:
+            values.update(cls.cell_defaults(protocol, budget))
         _check_keys(cls, values, "defaults")
         overrides = overrides or {}
         _check_keys(cls, overrides, "--set")
         return cls(validate_hparams(cls, {**values, **overrides}))
+
+    @classmethod
+    def cell_defaults(cls, protocol: Protocol, budget: int) -> dict[str, Any]:
+        """Overrides for one (protocol's dataset, budget) cell on top of `defaults`; none by default."""
+        return {}
 
     def distill(self, ctx: DistillContext, budget: int) -> DistilledSet:
         raise NotImplementedError
@@ -179,11 +189,17 @@ class DistillContext:
         return create_text_encoder(name, self.protocol.text.max_length, str(self.device), weights)
 
     def reference(self):
-        """The full-data upper-bound run (trained model + forgetting statistics)."""
+        """The full-data reference run (trained model + forgetting statistics).
+
+        Methods use its first repetition only (its model and the forgetting statistics recorded while it
+        trained), so only that one is trained on their behalf; the upper bound's further repetitions are
+        trained on demand (`mdd-bench run --full-data-repetitions N`, `mdd-bench eval --full-data`) and the
+        report says how many the full-data row has.
+        """
         if self._reference is None:
             from .references import full_data_reference
 
-            self._reference = full_data_reference(self.workspace, self.progress_enabled)
+            self._reference = full_data_reference(self.workspace, self.progress_enabled, repetitions=1)
         return self._reference
 
     def reference_model(self) -> nn.Module:

@@ -211,7 +211,11 @@ def _run_config(proto, names: list[str], datasets: str | None, budgets: str | No
 
 
 @cli.command("run")
-@click.option("--methods", default=None, help="Comma-separated method names (default: all available).")
+@click.option(
+    "--methods",
+    default=None,
+    help="Comma-separated method names, or 'all' (default: the coreset baselines, the first run).",
+)
 @click.option(
     "--dataset", "datasets", default=None, help="Comma-separated datasets (default: the protocol's)."
 )
@@ -236,8 +240,29 @@ def _run_config(proto, names: list[str], datasets: str | None, budgets: str | No
     default=None,
     help="Evaluation repetitions (default: the protocol's).",
 )
+@click.option(
+    "--full-data-repetitions",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train the full-data upper bound to N repetitions (default: only the one the methods need).",
+)
 @data_root_option
 @device_option
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: cells in turn, in-process; ray: a Ray task per cell and artifact.")  # fmt: skip
+@click.option("--address", default=None, help="Ray cluster to join (e.g. auto, ray://host:10001).")
+@click.option("--cpus-per-task", type=click.FloatRange(min=1), default=None,
+              help="CPUs and torch threads per task (ray default 1; local: torch's).")  # fmt: skip
+@click.option("--gpus-per-task", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="GPUs per Ray task (fractions share a GPU).")  # fmt: skip
+@click.option("--ray-cpus", type=click.IntRange(min=1), default=None,
+              help="CPUs of the local Ray started without --address (default: all).")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Show the cells, the artifacts and the work; build nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars and no per-cell chatter.")
+@click.option("--report/--no-report", "write_report_", default=True, show_default=True,
+              help="Write the Markdown report and the CSV of every result at the end.")  # fmt: skip
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the report goes (default: OUT/report).")  # fmt: skip
 def run_cmd(
     methods: str | None,
     datasets: str | None,
@@ -249,17 +274,34 @@ def run_cmd(
     out: Path,
     sets: tuple[str, ...],
     repetitions: int | None,
+    full_data_repetitions: int | None,
     data_root: Path | None,
     device: str,
+    executor: str,
+    address: str | None,
+    cpus_per_task: float | None,
+    gpus_per_task: float,
+    ray_cpus: int | None,
+    dry_run: bool,
+    quiet: bool,
+    write_report_: bool,
+    report_dir: Path | None,
 ) -> None:
     """Distil and evaluate every cell (method x dataset x budget x seed); finished cells are skipped."""
-    from .registry import list_methods, parse_method_names
-    from .runner import parse_overrides, run_grid, summary_rows
-    from .workspace import resolve_device
+    import time
 
-    resolve_device(device)
+    from .registry import list_methods, parse_method_names
+    from .runner import parse_overrides
+
+    started = time.perf_counter()
+
+    if executor == "local":
+        resolve_device_now(device)
+    if address and executor != "ray":
+        raise MddError("--address names a Ray cluster: add --executor ray.")
     proto = load_protocol(protocol)
-    if methods:
+    available = {n: cls for n, cls in list_methods().items() if not cls.missing_artifacts()}
+    if methods and methods.strip() != "all":
         names = parse_method_names(methods)
         for name in names:
             missing = list_methods()[name].missing_artifacts()
@@ -267,8 +309,10 @@ def run_cmd(
                 raise MddError(
                     f"Method '{name}' needs {', '.join(missing)}, which this version cannot build."
                 )
+    elif methods:
+        names = list(available)
     else:
-        names = [n for n, cls in list_methods().items() if not cls.missing_artifacts()]
+        names = [n for n, cls in available.items() if cls.family == "coreset"] or list(available)
     config = _run_config(
         proto,
         names,
@@ -283,16 +327,105 @@ def run_cmd(
         repetitions,
         device,
     )
+    config.executor, config.address = executor, address
+    config.cpus_per_task, config.gpus_per_task, config.ray_cpus = cpus_per_task, gpus_per_task, ray_cpus
+    config.full_data_repetitions = full_data_repetitions
     unknown_sets = set(config.overrides) - set(names)
     if unknown_sets:
         raise MddError(f"--set names method '{sorted(unknown_sets)[0]}', which is not in --methods.")
-    results = run_grid(proto, config, log=click.echo)
-    headers = ["method", "dataset", "budget", "seed", *[f"{t} mean" for t in config.tracks], "distill s"]
-    click.echo(
-        f"\nprotocol {proto.name}; mean recall on test (source architectures), mean ± std over repetitions"
-    )
-    click.echo(tabulate(summary_rows(results, config.tracks), headers=headers))
-    click.echo(f"results in {out}")
+    if dry_run:
+        from .dryrun import describe_plan
+
+        click.echo(describe_plan(proto, config))
+        return
+    _run_and_report(proto, config, quiet, (report_dir or out / "report") if write_report_ else None, started)
+
+
+def resolve_device_now(device: str) -> None:
+    """The device must exist here (local executor); with Ray each worker resolves its own."""
+    from .workspace import resolve_device
+
+    resolve_device(device)
+
+
+def _run_and_report(proto, config, quiet: bool, report_dir: Path | None, started: float) -> None:
+    """Run the grid, print the summary, the timing per stage and where everything is; exit non-zero
+    naming the failed cells when any failed."""
+    import time
+
+    from .progress import breakdown_rows
+    from .runner import execute_grid, summary_rows
+
+    chatter = (lambda _: None) if quiet else click.echo
+    if quiet:
+        _silence_libraries()
+    run = execute_grid(proto, config, log=chatter, progress=not quiet)
+    if run.results:
+        headers = ["method", "dataset", "budget", "seed", *[f"{t} mean" for t in config.tracks], "distill s"]
+        click.echo(
+            f"\nprotocol {proto.name}; mean recall on test (source architectures), mean ± std over "
+            "repetitions"
+        )
+        click.echo(tabulate(summary_rows(run.results, config.tracks), headers=headers))
+    report_paths: list[Path] = []
+    if report_dir is not None and run.results:
+        from .report import write_report
+
+        start = time.perf_counter()
+        try:
+            report_paths = write_report(config.out, report_dir, ["markdown", "csv"], config.tracks[0])
+        except Exception as exc:  # the results stand; the report can be rebuilt with `mdd-bench report`
+            click.echo(f"no report: {exc}")
+        run.stages["report"] = time.perf_counter() - start
+    ran = sum(o.status == "done" for o in run.outcomes)
+    summed = " (seconds summed over parallel tasks)" if run.parallel else ""
+    click.echo(f"\ntime by stage, {ran} cell(s) run here{summed}:")
+    rows = breakdown_rows(run.stages, time.perf_counter() - started, other=not run.parallel)
+    click.echo(tabulate(rows, headers=["stage", "seconds", "share"]))
+    finished = f"{len(run.results)} of {len(run.jobs)} cells of this grid finished"
+    click.echo(f"\nresults: {config.out} ({finished})")
+    for path in report_paths:
+        if path.suffix == ".md":
+            click.echo(f"report:  {path}")
+    if report_paths:
+        click.echo(
+            f"tables:  {report_dir / 'results.csv'}; LaTeX and figures: mdd-bench report --runs {config.out}"
+        )
+    _note_full_data(proto, config)
+    if run.busy:
+        names = ", ".join(o.job.short for o in run.busy)
+        click.echo(
+            f"note: {len(run.busy)} cell(s) were running in another process ({names}); rerun to collect them"
+        )
+    message = run.failure_message()
+    if message:
+        raise MddError(message)
+
+
+def _silence_libraries() -> None:
+    """`--quiet`: the libraries' own bars and notices too (transformers' weight loading)."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def _note_full_data(proto, config) -> None:
+    """Say when the published full-data row has fewer repetitions than the protocol's, and how to add them."""
+    import json
+
+    wanted = proto.eval.full_data_repetitions
+    for dataset in config.datasets:
+        for path in sorted((config.out / proto.name / dataset / "full-data").glob("b*-s*.json")):
+            try:
+                runs = len(json.loads(path.read_text())["evaluation"]["hard"]["archs"][0]["runs"])
+            except (OSError, ValueError, KeyError, IndexError):
+                continue
+            if runs < wanted:
+                click.echo(
+                    f"full-data upper bound ({dataset}): {runs} repetition(s), as the report says; the "
+                    f"protocol asks {wanted}: add --full-data-repetitions {wanted} (only the rest train)"
+                )
 
 
 @cli.command("ablate")

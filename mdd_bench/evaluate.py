@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .data.pairs import PairDataset
 from .distilled import DistilledSet
@@ -182,18 +183,24 @@ class Evaluator:
         seeds = repetition_seeds(seed, reps, split)
         source = (self.protocol.image.source, self.protocol.text.source)
         found: dict[tuple[str, str], ArchResult] = {}
-        for image_encoder, text_encoders in self.pair_groups(distilled, archs, track):
+        groups = self.pair_groups(distilled, archs, track)
+        # The evaluate stage's bar (test only: val evaluations run inside a distillation's own bar).
+        bar = tqdm(total=len(groups) * len(seeds), desc=f"evaluate {track}", unit="model", leave=False,
+                   disable=not self.progress or split != "test")  # fmt: skip
+        for image_encoder, text_encoders in groups:
             runs: dict[str, list[dict[str, float]]] = {t: [] for t in text_encoders}
             for s in seeds:
                 model = self.train_on(distilled, image_encoder, s, track, text_encoders[0])
                 for text_encoder in text_encoders:
                     runs[text_encoder].append(self.score(model, split, text_encoder))
+                bar.update(1)
             for text_encoder in text_encoders:
                 pair_recipe, _ = self.recipe_for(distilled, track, image_encoder, text_encoder)
                 found[(image_encoder, text_encoder)] = ArchResult(
                     image_encoder, text_encoder, seeds, runs[text_encoder],
                     (image_encoder, text_encoder) == source, asdict(pair_recipe),
                 )  # fmt: skip
+        bar.close()
         result.archs = [found[pair] for pair in arch_grid(self.protocol, archs)]
         return result
 

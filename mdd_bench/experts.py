@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 from .anchors import anchor_key
 from .cache import atomic_write, atomic_write_json, cache_dir, stable_hash
 from .errors import MddError
+from .locks import artifact_lock
 from .models.dual import DualEncoder
 from .training import Recipe, train_dual
 from .workspace import MODALITIES, Workspace, flatten, layout, unflatten
@@ -188,35 +189,37 @@ def ensure_experts(
     The folder key covers everything that shapes a trajectory but the expert count, so asking for
     more experts later extends the same set.
     """
-    protocol, dataset = workspace.protocol, workspace.dataset
-    config = ExpertConfig.from_protocol(protocol, num_experts, epochs)
+    config = ExpertConfig.from_protocol(workspace.protocol, num_experts, epochs)
+    for expert in range(config.num_experts):
+        ensure_expert(workspace, expert, config, progress)
+    return ExpertStore(experts_folder(workspace, config))
+
+
+def ensure_expert(workspace: Workspace, expert: int, config: ExpertConfig, progress: bool = True) -> None:
+    """Train expert `expert` unless the manifest says it is complete.
+
+    One lock per expert (two workers never train the same one; the second waits and then finds it
+    done) and one short lock around each manifest update (read, add the entry, write), so the Ray
+    executor can train the experts of one set in parallel tasks. An expert is marked complete only
+    after its last snapshot is on disk.
+    """
     folder = experts_folder(workspace, config)
     folder.mkdir(parents=True, exist_ok=True)
-    manifest_path = folder / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
-    if manifest is None:
-        manifest = {
-            "version": EXPERTS_VERSION,
-            "protocol": protocol.name,
-            "dataset": dataset.name,
-            "training": asdict(config) | {"momentum": 0.0, "weight_decay": 0.0, "loss": "infonce"},
-            "kept_epochs": config.kept,
-            "dropped_epochs": config.dropped,
-            "experts": {},
-        }
-    recipe = config.recipe()
-    for expert in range(config.num_experts):
-        entry = manifest["experts"].get(str(expert))
-        if entry and entry["complete"]:
-            continue
+    if _is_complete(folder, expert):
+        return
+    with artifact_lock(folder / f"expert{expert:03d}"):
+        if _is_complete(folder, expert):
+            return
         for stale in folder.glob(f"expert{expert:03d}_*.safetensors"):
             stale.unlink()  # an interrupted expert is retrained from scratch
+        for stale in folder.glob(f".expert{expert:03d}_*.tmp"):
+            stale.unlink()  # half-written snapshots of a killed writer
         model = workspace.fresh_model(seed=10_000 + expert)
-        manifest.setdefault("layout", {m: layout(model, m) for m in MODALITIES})
+        model_layout = {m: layout(model, m) for m in MODALITIES}
         source = workspace.real_pairs("train", 20_000 + expert if config.real_augment else None)
         scores: dict[str, float] = {}
 
-        def save(epoch: int, m: DualEncoder, expert: int = expert) -> None:
+        def save(epoch: int, m: DualEncoder) -> None:
             if epoch in config.kept:
                 tensors = snapshot(m)
                 atomic_write(folder / snapshot_name(expert, epoch), lambda p: save_file(tensors, str(p)))
@@ -226,13 +229,38 @@ def ensure_experts(
         train_dual(
             model,
             source,
-            recipe,
+            config.recipe(),
             seed=10_000 + expert,
             on_epoch_end=lambda e, m: save(e + 1, m),
             progress=progress,
             desc=f"expert {expert + 1}/{config.num_experts}",
         )
         scores[f"val_mean_epoch{config.epochs}"] = workspace.score(model, "val")["mean"]
-        manifest["experts"][str(expert)] = {"complete": True, "seed": 10_000 + expert, **scores}
-        atomic_write_json(manifest_path, manifest)
-    return ExpertStore(folder)
+        entry = {"complete": True, "seed": 10_000 + expert, **scores}
+        with artifact_lock(folder / MANIFEST):
+            manifest = _read_manifest(folder) or _new_manifest(workspace, config)
+            manifest.setdefault("layout", model_layout)
+            manifest["experts"][str(expert)] = entry
+            atomic_write_json(folder / MANIFEST, manifest)
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    path = folder / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _is_complete(folder: Path, expert: int) -> bool:
+    entry = (_read_manifest(folder) or {"experts": {}})["experts"].get(str(expert))
+    return bool(entry and entry["complete"])
+
+
+def _new_manifest(workspace: Workspace, config: ExpertConfig) -> dict:
+    return {
+        "version": EXPERTS_VERSION,
+        "protocol": workspace.protocol.name,
+        "dataset": workspace.dataset.name,
+        "training": asdict(config) | {"momentum": 0.0, "weight_decay": 0.0, "loss": "infonce"},
+        "kept_epochs": config.kept,
+        "dropped_epochs": config.dropped,
+        "experts": {},
+    }

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from .cache import atomic_save_npy, atomic_write, atomic_write_json, cache_dir, stable_hash
 from .data.pairs import PairDataset, Split
 from .evaluate import ArchResult
+from .locks import artifact_lock
 from .models.dual import DualEncoder
 from .protocol import Protocol
 from .training import Recipe, embed_images, embed_texts, train_dual
@@ -147,18 +148,37 @@ def full_data_reference(
     """Train on every training pair with the evaluation recipe (full_data_epochs), R repetitions.
 
     Each finished repetition is saved on its own (`runs/rep<seed>.json`), so an interruption keeps
-    them; repetition 0 of the source encoder also keeps its model and the forgetting statistics.
+    them; repetition 0 of the source encoder also keeps its model and the forgetting statistics, written
+    before its `rep0.json`, so a repetition file is only there once everything it stands for is.
+    `result.json` holds every finished repetition (it says how many); asking for more extends it. A
+    lock on the folder makes a second process wait for the first instead of training the same runs.
     """
     protocol, dataset = workspace.protocol, workspace.dataset
     image_encoder = image_encoder or protocol.image.source
-    is_source = image_encoder == protocol.image.source
     reps = repetitions or protocol.eval.full_data_repetitions
     folder = reference_folder(protocol, dataset, image_encoder)
+    cached = cached_reference(folder, reps)
+    if cached is not None:
+        return cached
+    with artifact_lock(folder):
+        return cached_reference(folder, reps) or _train_reference(workspace, image_encoder, reps, progress)
+
+
+def cached_reference(folder: Path, repetitions: int) -> FullDataReference | None:
+    """The reference in `folder` when it has at least `repetitions` finished repetitions."""
     result_path = folder / "result.json"
-    if result_path.exists():
-        cached = json.loads(result_path.read_text())
-        if len(cached["runs"]) >= reps:
-            return FullDataReference(folder, cached)
+    if not result_path.exists():
+        return None
+    cached = json.loads(result_path.read_text())
+    return FullDataReference(folder, cached) if len(cached["runs"]) >= repetitions else None
+
+
+def _train_reference(
+    workspace: Workspace, image_encoder: str, reps: int, progress: bool
+) -> FullDataReference:
+    protocol, dataset = workspace.protocol, workspace.dataset
+    is_source = image_encoder == protocol.image.source
+    folder = reference_folder(protocol, dataset, image_encoder)
     train_emb = workspace.text_embeddings("train")
     recipe = full_data_recipe(protocol, image_encoder)
     seeds = list(range(reps))
@@ -180,8 +200,11 @@ def full_data_reference(
             atomic_save_npy(folder / "forgetting.npy", recorder.matrix())
         runs.append(workspace.score(model, "test"))
         atomic_write_json(run_path, runs[-1])
+    # More repetitions than asked may be on disk (an earlier, longer request): report them all.
+    while (folder / "runs" / f"rep{len(seeds)}.json").exists():
+        runs.append(json.loads((folder / "runs" / f"rep{len(seeds)}.json").read_text()))
+        seeds.append(len(seeds))
     arch = ArchResult(image_encoder, protocol.text.source, seeds, runs, is_source, asdict(recipe))
     result = {"pairs": dataset.train.num_captions, **arch.to_dict()}
-    if reps >= protocol.eval.full_data_repetitions:
-        atomic_write_json(result_path, result)
+    atomic_write_json(folder / "result.json", result)
     return FullDataReference(folder, result)

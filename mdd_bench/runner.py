@@ -4,6 +4,7 @@ written as one result JSON. A cell whose result exists is skipped, so an interru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import subprocess
@@ -19,9 +20,11 @@ import torch
 from . import __version__
 from .api import DistillContext, Method
 from .cache import atomic_write_json
+from .cells import BUSY, FAILED, CellJob, CellOutcome
 from .data import load_dataset
 from .errors import MddError, did_you_mean
-from .evaluate import TRACKS, check_budget
+from .evaluate import TRACKS, arch_grid, check_budget
+from .progress import StageClock
 from .protocol import Protocol
 from .record import DistillCost, ResultRecord
 from .registry import get_method, method_distribution
@@ -52,6 +55,14 @@ class RunConfig:
     data_root: Path | None = None
     repetitions: int | None = None
     device: str = "cpu"
+    executor: str = "local"  # local (in-process) | ray (one task per cell and per shared artifact)
+    address: str | None = None  # Ray cluster to join; None starts a local Ray
+    cpus_per_task: float | None = None  # torch threads per cell (Ray: also its CPU request, default 1)
+    gpus_per_task: float = 0.0  # Ray GPU request per cell
+    ray_cpus: int | None = None  # CPUs of the local Ray this run starts (default: every core)
+    # The full-data upper bound's repetitions. None: only what the methods need (repetition 0 is the
+    # coreset baselines' feature model); N: train it to N repetitions for every dataset of the grid.
+    full_data_repetitions: int | None = None
 
 
 class PeakMemory:
@@ -115,6 +126,30 @@ def versions() -> dict[str, str | None]:
     }
 
 
+ARTIFACT_STAGES = {
+    "text_features": "text features",
+    "anchor": "anchor",
+    "reference_model": "reference model",
+    "experts": "experts",
+}
+
+
+def prepare_artifacts(
+    ctx: DistillContext, artifacts: tuple[str, ...], archs: str, clock: StageClock | None = None
+) -> None:
+    """Build (or load) what the cell needs before its timed distillation: the method's artifacts, and
+    what its evaluation needs anyway (the text features and the anchor of every encoder it trains)."""
+    clock = clock or StageClock()
+    for artifact in dict.fromkeys(("text_features", "anchor", *artifacts)):
+        with clock.stage(ARTIFACT_STAGES.get(artifact, artifact)):
+            ctx.prepare((artifact,))
+    for image, text in arch_grid(ctx.protocol, archs):
+        with clock.stage("anchor"):
+            ctx.workspace.image_encoder(image)
+        with clock.stage("text features"):
+            ctx.text_embeddings("test", text)
+
+
 def run_cell(
     method: Method,
     cell: Cell,
@@ -123,21 +158,29 @@ def run_cell(
     ctx: DistillContext,
     result_path: Path | None = None,
     ablation: dict[str, Any] | None = None,
+    clock: StageClock | None = None,
 ) -> dict[str, Any]:
-    """Prepare artifacts (untimed), distil (timed, peak memory), save the set, evaluate every track."""
+    """Prepare artifacts (untimed), distil (timed, peak memory), save the set, evaluate every track.
+
+    `clock` collects the seconds of each stage (artifacts, distill, evaluate) for the run's breakdown.
+    """
+    clock = clock or StageClock()
     check_budget(ctx.dataset, cell.budget)
-    ctx.prepare(method.artifacts)
-    with PeakMemory(ctx.device) as memory:
-        start = time.perf_counter()
-        distilled = method.distill(ctx, cell.budget)
-        distill_s = time.perf_counter() - start
-    if distilled.size != cell.budget:
-        raise MddError(f"Method '{cell.method}' returned {distilled.size} pairs for budget {cell.budget}.")
-    distilled.provenance.update(
-        method=cell.method, budget=cell.budget, seed=cell.seed, hparams=method.describe()["hparams"]
-    )
-    result_path = result_path or cell.path(config.out, protocol)
-    set_path = distilled.save(result_path.parent / "sets" / result_path.stem)
+    prepare_artifacts(ctx, method.artifacts, config.archs, clock)
+    with clock.stage("distill"):
+        with PeakMemory(ctx.device) as memory:
+            start = time.perf_counter()
+            distilled = method.distill(ctx, cell.budget)
+            distill_s = time.perf_counter() - start
+        if distilled.size != cell.budget:
+            raise MddError(
+                f"Method '{cell.method}' returned {distilled.size} pairs for budget {cell.budget}."
+            )
+        distilled.provenance.update(
+            method=cell.method, budget=cell.budget, seed=cell.seed, hparams=method.describe()["hparams"]
+        )
+        result_path = result_path or cell.path(config.out, protocol)
+        set_path = distilled.save(result_path.parent / "sets" / result_path.stem)
     stats = ctx.stats
     evaluation: dict[str, Any] = {}
     for track in config.tracks:
@@ -146,9 +189,10 @@ def run_cell(
             # Nothing native to use: the native recipe is the hard one, so the numbers are too.
             evaluation[track] = dict(evaluation["hard"], track="native", same_as="hard")
             continue
-        result = ctx.evaluator.evaluate(
-            distilled, config.archs, track, config.repetitions, seed=cell.seed, split="test"
-        )
+        with clock.stage("evaluate"):
+            result = ctx.evaluator.evaluate(
+                distilled, config.archs, track, config.repetitions, seed=cell.seed, split="test"
+            )
         evaluation[track] = result.to_dict()
     iterations = stats.iterations
     return ResultRecord(
@@ -185,41 +229,135 @@ def _has_native_extras(distilled) -> bool:
     return bool(distilled.extras) or distilled.provenance.get("eval_loss", "infonce") != "infonce"
 
 
-def run_grid(protocol: Protocol, config: RunConfig, log=print) -> list[dict[str, Any]]:
-    """Run every cell not already on disk; returns all results of the grid (old and new)."""
-    for track in config.tracks:
+def check_tracks(tracks: list[str]) -> None:
+    for track in tracks:
         if track not in TRACKS:
             raise MddError(f"Unknown track '{track}'. Use: {', '.join(TRACKS)}.")
+
+
+def plan_grid(protocol: Protocol, config: RunConfig, log=print) -> list[CellJob]:
+    """Every cell of the grid in run order (dataset, budget, seed, method), finished or not.
+
+    Each method's hyper-parameters are resolved for every budget here, so a bad `--set` is a one-line
+    error before any work starts rather than a failed cell.
+    """
+    check_tracks(config.tracks)
     classes = {name: get_method(name) for name in config.methods}
     for name, cls in classes.items():
         if cls.deterministic and len(config.seeds) > 1:
             log(f"note {name} is deterministic: running seed {config.seeds[0]} only")
-    results: list[dict[str, Any]] = []
+    jobs: list[CellJob] = []
     for dataset_name in config.datasets:
         proto = protocol.with_dataset(dataset_name)
-        dataset = None
         for budget in config.budgets:
+            for name, cls in classes.items():
+                cls.for_protocol(proto, config.overrides.get(name), budget)
             for seed in config.seeds:
                 for name, cls in classes.items():
                     if cls.deterministic and seed != config.seeds[0]:
                         continue
                     cell = Cell(name, dataset_name, budget, seed)
-                    path = cell.path(config.out, proto)
-                    if path.exists():
-                        log(f"skip {name} {dataset_name} budget={budget} seed={seed}: {path} exists")
-                        results.append(read_result(path))
-                        continue
-                    if dataset is None:
-                        dataset = load_dataset(dataset_name, proto, config.data_root)
-                    method = cls.for_protocol(proto, config.overrides.get(name))
-                    ctx = DistillContext(proto, dataset, seed=seed, device=config.device)
-                    log(f"run  {name} {dataset_name} budget={budget} seed={seed}")
-                    result = run_cell(method, cell, proto, config, ctx)
-                    atomic_write_json(path, result)
-                    results.append(result)
-        if dataset is not None:
+                    jobs.append(CellJob(cell, proto, cls, cell.path(config.out, proto)))
+    return jobs
+
+
+@dataclass
+class GridRun:
+    """What one `mdd-bench run` did: every finished result of the grid, and what failed or waited."""
+
+    jobs: list[CellJob]
+    results: list[dict[str, Any]]
+    outcomes: list[CellOutcome]
+    errors: list[str]  # failures outside any cell (the full-data upper bound asked for)
+    stages: dict[str, float]
+    wall_s: float
+    parallel: bool = False  # stage seconds are summed over parallel tasks
+
+    @property
+    def failed(self) -> list[CellOutcome]:
+        return [o for o in self.outcomes if o.status == FAILED]
+
+    @property
+    def busy(self) -> list[CellOutcome]:
+        return [o for o in self.outcomes if o.status == BUSY]
+
+    def failure_message(self) -> str | None:
+        """One line naming the failed cells and where their errors are, or None when none failed."""
+        if not self.failed and not self.errors:
+            return None
+        names = [o.job.short for o in self.failed]
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        parts = [f"{len(names)} cell(s) failed: {shown}"] if names else []
+        parts += self.errors
+        where = (
+            f"; the error lines are in <cell>.error.txt and the tracebacks in <cell>.log beside the results "
+            f"(e.g. {self.failed[0].job.log_path})"
+            if names
+            else ""
+        )
+        return "; ".join(parts) + where + ". Rerun the same command to retry only what failed."
+
+
+def execute_grid(protocol: Protocol, config: RunConfig, log=print, progress: bool = True) -> GridRun:
+    """Run every cell not already on disk with the configured executor; failures are recorded per cell.
+
+    Finished cells are skipped (resume), cells another run holds are left to it, and the full-data
+    upper bound is published as a result file when a reference was trained.
+    """
+    from .executors import make_executor
+
+    start = time.perf_counter()
+    if config.executor != "local":
+        # Workers may run elsewhere, in another working directory: give them absolute paths.
+        config = dataclasses.replace(
+            config,
+            out=Path(config.out).resolve(),
+            data_root=None if config.data_root is None else Path(config.data_root).resolve(),
+        )
+    jobs = plan_grid(protocol, config, log)
+    pending = []
+    for job in jobs:
+        if job.path.exists():
+            log(f"skip {job.label}: {job.path} exists")
+        else:
+            pending.append(job)
+    upper = _upper_bound_protocols(protocol, config) if config.full_data_repetitions else []
+    executor = make_executor(config)
+    report = executor.run(pending, upper, config, log, progress)
+    for proto in _protocols_with_reference(protocol, config, jobs):
+        try:
+            dataset = load_dataset(proto.data.dataset, proto, config.data_root, decode=False, progress=False)
             publish_full_data(proto, dataset, config, log)
-    return results
+        except MddError as exc:
+            report.errors.append(f"publishing the full-data upper bound failed ({exc})")
+    results = [read_result(job.path) for job in jobs if job.path.exists()]
+    wall = time.perf_counter() - start
+    return GridRun(jobs, results, report.outcomes, report.errors, report.stages, wall, executor.parallel)
+
+
+def _upper_bound_protocols(protocol: Protocol, config: RunConfig) -> list[Protocol]:
+    return [protocol.with_dataset(name) for name in config.datasets]
+
+
+def _protocols_with_reference(protocol: Protocol, config: RunConfig, jobs: list[CellJob]) -> list[Protocol]:
+    """Datasets whose full-data reference this run may have trained (or that a killed run trained)."""
+    names = {j.cell.dataset for j in jobs if "reference_model" in j.artifacts}
+    if config.full_data_repetitions:
+        names |= set(config.datasets)
+    return [protocol.with_dataset(name) for name in config.datasets if name in names]
+
+
+def run_grid(protocol: Protocol, config: RunConfig, log=print, progress: bool = True) -> list[dict[str, Any]]:
+    """Run every cell not already on disk; returns all results of the grid (old and new).
+
+    A cell that fails does not stop the others; when any failed, this raises one MddError naming them
+    after the rest of the grid has run (`execute_grid` returns the details instead).
+    """
+    run = execute_grid(protocol, config, log, progress)
+    message = run.failure_message()
+    if message:
+        raise MddError(message)
+    return run.results
 
 
 @dataclass(frozen=True)
@@ -286,7 +424,7 @@ def run_ablations(
                         **config.overrides.get(name, {}),
                         **{k: str(x) for k, x in v.overrides.items()},
                     }
-                    method = cls.for_protocol(proto, overrides)
+                    method = cls.for_protocol(proto, overrides, budget)
                     same = json.dumps(method.describe()["hparams"], sort_keys=True)
                     ablation = {"group": v.group, "variant": v.variant, "order": v.order}
                     if path.exists():
@@ -311,7 +449,9 @@ def run_ablations(
 def publish_full_data(protocol: Protocol, dataset, config: RunConfig, log=print) -> Path | None:
     """Write the cached full-data upper bound (if one was trained) as a result file for the report.
 
-    It is never trained here: only methods that need the reference model pay for it.
+    It is not trained here: methods that need the reference model pay for its first repetition, and
+    `run --full-data-repetitions N` for more. The file lists every repetition finished (the report says
+    how many) and is rewritten when more have finished since.
     """
     from .references import reference_folder
 
@@ -321,7 +461,12 @@ def publish_full_data(protocol: Protocol, dataset, config: RunConfig, log=print)
     ref = json.loads(source.read_text())
     path = Cell(FULL_DATA, dataset.name, ref["pairs"], 0).path(config.out, protocol)
     if path.exists():
-        return path
+        try:
+            published = json.loads(path.read_text())["evaluation"]["hard"]["archs"][0]["runs"]
+        except (OSError, ValueError, KeyError, IndexError):
+            published = None
+        if published == ref["runs"]:
+            return path
     arch = {k: ref[k] for k in ("image_encoder", "text_encoder", "seeds", "runs", "source", "mean", "std")}
     hard = {"track": "hard", "split": "test", "extras_used": [], "recipe": ref["recipe"], "archs": [arch]}
     result = ResultRecord(
@@ -337,7 +482,8 @@ def publish_full_data(protocol: Protocol, dataset, config: RunConfig, log=print)
         versions=versions(),
     ).to_dict()
     atomic_write_json(path, result)
-    log(f"full-data upper bound written to {path}")
+    reps = len(ref["runs"])
+    log(f"full-data upper bound ({reps} repetition{'s' if reps != 1 else ''}) written to {path}")
     return path
 
 

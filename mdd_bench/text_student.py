@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .cache import cache_dir, stable_hash
+from .locks import artifact_lock
 
 DISTIL_VERSION = 1
 
@@ -70,14 +71,21 @@ def cosine_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor
 
 def ensure_distilled(recipe: DistilRecipe = DistilRecipe(), progress: bool = True) -> Path:
     """The distilled student's folder (transformers format), training it on first need."""
+    folder = distilled_folder(recipe)
+    if (folder / "config.json").exists():
+        return folder
+    with artifact_lock(folder):  # a second process waits for the first one's folder
+        if not (folder / "config.json").exists():
+            _train_student(recipe, folder, progress)
+    return folder
+
+
+def _train_student(recipe: DistilRecipe, folder: Path, progress: bool) -> None:
     from transformers import AutoModel, AutoTokenizer
 
     from .cache import atomic_write
     from .models.text import _keep_layers, _minilm_folder
 
-    folder = distilled_folder(recipe)
-    if (folder / "config.json").exists():
-        return folder
     torch.manual_seed(recipe.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(_minilm_folder()))
     teacher = AutoModel.from_pretrained(str(_minilm_folder())).eval()
@@ -112,7 +120,6 @@ def ensure_distilled(recipe: DistilRecipe = DistilRecipe(), progress: bool = Tru
     tokenizer.save_pretrained(str(tmp))
     atomic_write(tmp / "distil_recipe.json", lambda p: p.write_text(str(asdict(recipe))))
     tmp.rename(folder)  # the folder appears whole or not at all
-    return folder
 
 
 # Text encoders whose weights this module trains (name -> recipe).

@@ -101,7 +101,7 @@ class Workspace:
         encoder = encoder or self.protocol.text.source
         key = (split, encoder)
         if key not in self._text:
-            embs = split_embeddings(self.dataset, self.protocol.text, encoder, splits=(split,))
+            embs = split_embeddings(self.dataset, self.protocol.text, encoder, (split,), self.progress)
             self._text[key] = embs[split]
         return self._text[key]
 

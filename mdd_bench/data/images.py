@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ..cache import atomic_save_npy, cache_dir, stable_hash
 from ..errors import MddError
+from ..locks import build_once
 
 # Above this many bytes of uint8 pixels a split is read from disk on demand instead of cached.
 MAX_CACHED_BYTES = int(os.environ.get("MDD_BENCH_MAX_CACHED_BYTES", 3 * 2**30))
@@ -99,9 +100,7 @@ def cached_pixels(
     if count * 3 * resolution * resolution > MAX_CACHED_BYTES:
         return LazyImages(count, read, resolution)
     path = cache_dir("images") / f"{stable_hash([key_parts, resolution, count])}.npy"
-    if not path.exists():
-        pixels = decode_all(count, read, resolution, desc)
-        atomic_save_npy(path, pixels)
+    build_once(path, path.exists, lambda: atomic_save_npy(path, decode_all(count, read, resolution, desc)))
     return TensorImages(torch.from_numpy(np.load(path)))
 
 

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from ..cache import atomic_write_json
+from ..locks import artifact_lock
 from ..protocol import ShapesSizes
 
 GENERATOR_VERSION = 1
@@ -288,6 +289,8 @@ def is_prepared(root: Path, config: ShapesConfig) -> bool:
 def generate_shapes(root: Path, config: ShapesConfig, progress: bool = True) -> Path:
     """Write the corpus under `root`; the meta file is written last, so a half-written corpus is redone."""
     if root.exists():
+        # The meta file goes first: a kill during the removal must not leave it beside half the images.
+        (root / "shapes_meta.json").unlink(missing_ok=True)
         shutil.rmtree(root)
     (root / "annotations").mkdir(parents=True)
     total = config.train + config.val + config.test
@@ -319,4 +322,7 @@ def ensure_shapes(data_root: Path, config: ShapesConfig, progress: bool = True) 
     root = shapes_root(data_root, config)
     if is_prepared(root, config):
         return root, False
-    return generate_shapes(root, config, progress), True
+    with artifact_lock(root):  # two runs starting on a fresh machine generate it once
+        if is_prepared(root, config):
+            return root, False
+        return generate_shapes(root, config, progress), True

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..cache import atomic_save_npy, cache_dir, stable_hash
 from ..errors import MddError
+from ..locks import artifact_lock
 from .captions import pre_caption
 
 if TYPE_CHECKING:
@@ -39,15 +40,15 @@ POOLINGS = ("cls",)
 class _LazyEncoder:
     """Loads the encoder only when a split actually misses the cache, and at most once."""
 
-    def __init__(self, name: str, max_length: int, encoder: TextEncoder | None = None):
-        self.name, self.max_length, self.encoder = name, max_length, encoder
+    def __init__(self, name: str, max_length: int, encoder: TextEncoder | None = None, progress: bool = True):
+        self.name, self.max_length, self.encoder, self.progress = name, max_length, encoder, progress
 
     def get(self) -> TextEncoder:
         if self.encoder is None:
             from ..models.text import create_text_encoder
             from ..text_student import text_encoder_weights
 
-            weights = text_encoder_weights(self.name)
+            weights = text_encoder_weights(self.name, progress=self.progress)
             self.encoder = create_text_encoder(self.name, max_length=self.max_length, weights=weights)
         return self.encoder
 
@@ -96,16 +97,23 @@ def _embed_cached(captions: list[str], lazy: _LazyEncoder, pooling: str, batch_s
     if pooling not in POOLINGS:
         raise MddError(f"Text pooling '{pooling}' is not supported. Supported: {', '.join(POOLINGS)}.")
     captions = list(captions)
-    hit = _read(_cache_path(captions, lazy, lazy.fingerprint(), pooling), len(captions))
+    path = _cache_path(captions, lazy, lazy.fingerprint(), pooling)
+    hit = _read(path, len(captions))
     if hit is not None:
         return hit
+    with artifact_lock(path):  # a second process embedding the same captions waits, then reads
+        hit = _read(path, len(captions))
+        return hit if hit is not None else _embed(captions, lazy, pooling, batch_size)
+
+
+def _embed(captions: list[str], lazy: _LazyEncoder, pooling: str, batch_size: int) -> np.ndarray:
     encoder = lazy.get()
     # Templated corpora repeat captions a lot: embed each distinct text once, then scatter back.
     unique, inverse = np.unique([pre_caption(c) for c in captions], return_inverse=True)
     vectors = encoder.embed(
         unique.tolist(),
         batch_size=batch_size,
-        progress=len(unique) > batch_size,
+        progress=lazy.progress and len(unique) > batch_size,
         max_length=lazy.max_length,
     )
     out = vectors[inverse.reshape(-1)] if len(captions) else vectors[:0]
@@ -134,11 +142,33 @@ def split_embeddings(
     text_spec: TextSpec,
     encoder_name: str | None = None,
     splits: tuple[str, ...] | None = None,
+    progress: bool = True,
 ) -> dict[str, np.ndarray]:
     """Embeddings of the captions of `splits` (default all); the encoder defaults to the source."""
-    lazy = _LazyEncoder(encoder_name or text_spec.source, text_spec.max_length)
+    lazy = _LazyEncoder(encoder_name or text_spec.source, text_spec.max_length, progress=progress)
     return {
         name: _embed_cached(split.captions, lazy, text_spec.pooling, text_spec.batch_size)
         for name, split in dataset.splits.items()
         if splits is None or name in splits
     }
+
+
+def missing_splits(
+    dataset: PairDataset, text_spec: TextSpec, encoder_name: str | None = None, splits: tuple[str, ...] = ()
+) -> list[str] | None:
+    """The splits among `splits` (default all) whose embeddings are not cached, found without loading any
+    model; None when unknown: the encoder's fingerprint (part of the key) is known once it was loaded."""
+    from ..models.text import known_fingerprint
+    from ..text_student import text_encoder_weights
+
+    name = encoder_name or text_spec.source
+    fingerprint = known_fingerprint(name, text_encoder_weights(name, build=False))
+    if fingerprint is None:
+        return None
+    lazy = _LazyEncoder(name, text_spec.max_length)
+    return [
+        split_name
+        for split_name, split in dataset.splits.items()
+        if (not splits or split_name in splits)
+        and not _cache_path(list(split.captions), lazy, fingerprint, text_spec.pooling).is_file()
+    ]

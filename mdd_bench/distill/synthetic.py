@@ -7,6 +7,7 @@ sizes, a similarity) register those tensors as learnable extras under `Distilled
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -42,13 +43,18 @@ class SyntheticSet:
         """Indices of a random mini-batch of min(batch, N) distinct pairs."""
         return torch.randperm(self.size, generator=generator)[: min(batch, self.size)]
 
-    def sgd(self, lr_img: float, lr_txt: float, momentum: float = 0.5) -> torch.optim.SGD:
-        """SGD with one parameter group per modality (MDM's and the trajectory methods' optimiser)."""
-        return torch.optim.SGD(
-            [{"params": [self.images], "lr": lr_img}, {"params": [self.texts], "lr": lr_txt}],
-            lr=lr_img,
-            momentum=momentum,
-        )
+    def sgd(
+        self,
+        lr_img: float,
+        lr_txt: float,
+        momentum: float = 0.5,
+        extra_groups: Sequence[tuple[Sequence[torch.Tensor], float]] = (),
+    ) -> torch.optim.SGD:
+        """SGD with one group per modality plus (tensors, lr) groups for learnable extras, one momentum
+        (MDM's and the trajectory methods' optimiser). Groups with lr 0 are left out (nothing moves)."""
+        groups = [{"params": [self.images], "lr": lr_img}, {"params": [self.texts], "lr": lr_txt}]
+        groups += [{"params": list(ts), "lr": lr} for ts, lr in extra_groups if lr > 0 and ts]
+        return torch.optim.SGD(groups, lr=lr_img, momentum=momentum)
 
     def clip_grad(self, max_norm: float) -> float:
         """Joint gradient-norm clip over pixels and texts; returns the norm before clipping."""

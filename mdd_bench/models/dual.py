@@ -51,6 +51,10 @@ class DualEncoder(nn.Module):
     def encode_texts(self, text_emb: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_projection(text_emb), dim=-1)
 
+    def forward(self, images: torch.Tensor, text_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both unit-norm features (what `torch.func.functional_call` runs for a functional student)."""
+        return self.encode_images(images), self.encode_texts(text_emb)
+
     def logits(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         return self.logit_scale * self.encode_images(images) @ self.encode_texts(text_emb).T
 

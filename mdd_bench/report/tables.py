@@ -200,8 +200,8 @@ def retrieval_table(frame: pd.DataFrame, track: str, interval: str = "std") -> T
     caption = (
         f"Test retrieval (%) after training on the distilled sets: IR@K text→image, TR@K image→text, "
         f"Mean of the six. Protocol {protocol}, {TRACK_TEXT.get(track, track + ' track')}, "
-        f"source encoders {image} + {text}. {_seeds_text(n_max, True, interval)}{_repetitions(df)}. "
-        f"{_BOLD_RULE} – not run."
+        f"source encoders {image} + {text}. {_seeds_text(n_max, True, interval)}"
+        f"{_repetitions(df[df['method'] != FULL_DATA])}. {_BOLD_RULE} – not run."
     )
     columns = [("", "Pairs"), ("", "Method")]
     columns += [(dataset_name(d), "Mean" if m == "mean" else m) for d in datasets for m in RETRIEVAL_COLUMNS]
@@ -224,6 +224,11 @@ def retrieval_table(frame: pd.DataFrame, track: str, interval: str = "std") -> T
         ]
         table.add_row(row, new_group=True)
         seeds = f"{n_full} seed{'s' if n_full != 1 else ''}"
+        reps = sorted(set(df.loc[df["method"] == FULL_DATA, "repetitions"]) - {0})
+        if reps:
+            text = "/".join(map(str, reps))
+            seeds += f", each the mean of {text} training repetition{'s' if reps != [1] else ''}"
+            seeds += "; one repetition shows no spread" if reps == [1] else ""
         table.notes.append(f"Full data: the upper bound, trained on every training pair ({seeds}).")
     _notes(table, extras, n_max)
     return table

@@ -1,0 +1,192 @@
+"""The trajectory-matching family's shared method: MTT-VL, TESLA and LoRS differ only in a few switches.
+
+Each iteration takes an expert's epoch-s checkpoint theta_0 and its epoch-(s+M) checkpoint theta_T,
+runs a functional student K SGD steps on synthetic mini-batches from theta_0 with learnable step
+sizes (one per modality), and moves pixels, text embeddings, step sizes (and a learned similarity)
+to bring the student's end point to theta_T (`trajectory.match_distance`). What differs:
+
+| switch | MTT-VL | TESLA (WBCE) | LoRS |
+|---|---|---|---|
+| gradient | full unroll (`unroll`) | constant memory (`tesla_backward`) | constant memory |
+| student loss | InfoNCE | WBCE against I | WBCE against the learned S |
+| batches | a fresh random batch per step | cycling permutation | cycling permutation |
+
+A method file sets those class attributes and its per-protocol defaults, nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+
+from ..api import DistillContext, HParams, Method
+from ..distilled import DistilledSet
+from ..errors import MddError
+from ..training import batch_loss
+from .init import initial_pairs
+from .loop import DistillLoop
+from .merge import ExpertBank
+from .similarity import Similarity
+from .student import FunctionalStudent
+from .synthetic import SyntheticSet
+from .trajectory import BatchSchedule, TrajectorySampler, match_distance, tesla_backward, unroll
+
+
+@dataclass
+class TrajectoryHParams(HParams):
+    iterations: int = 3000
+    eval_every: int = 50
+    eval_repetitions: int = 5
+    # The track the best iteration is chosen on (val): "native" trains with the learned step sizes and
+    # similarity, as the references' own evaluation does.
+    select_track: Literal["hard", "native"] = "native"
+    syn_steps: int = 8  # K
+    expert_epochs: int = 1  # M
+    max_start_epoch: int = 2  # s ~ U{0, ..., max_start_epoch - 1}
+    syn_batch: int = 20  # b, synthetic pairs per student step
+    lr_img: float = 1000.0
+    lr_txt: float = 1000.0
+    lr_lr: float = 1e-2
+    lr_teacher: float = 0.0  # initial learned step sizes; 0 means the experts' own lr
+    momentum: float = 0.5  # of every group (pixels, texts, step sizes, similarity)
+    clamp_lr: float = 0.0  # learned step sizes are kept >= this (a negative lr would train backwards)
+    normaliser: Literal["per-modality", "shared"] = "per-modality"
+    temperature: float = 0.0  # the student's; 0 means the protocol's (the experts' and evaluation's)
+    data_init: Literal["random", "noise"] = "random"
+
+
+class TrajectoryMatching(Method):
+    family = "trajectory-matching"
+    artifacts = ("text_features", "experts")
+    hparams_class = TrajectoryHParams
+    gradient: ClassVar[Literal["unroll", "tesla"]] = "tesla"
+    student_loss: ClassVar[Literal["infonce", "wbce"]] = "wbce"
+    batch_order: ClassVar[Literal["cycle", "fresh"]] = "cycle"
+
+    def similarity(self, syn: SyntheticSet, generator: torch.Generator) -> Similarity:
+        """The student's targets: the identity unless the method learns a similarity (LoRS)."""
+        return Similarity(syn, "identity")
+
+    def similarity_lr(self) -> float:
+        return 0.0
+
+    def logit_scale(self, temperature: float) -> float:
+        return 1.0 / temperature
+
+    def distill(self, ctx: DistillContext, budget: int) -> DistilledSet:
+        hp = self.hparams
+        run = TrajectoryRun(ctx, self, budget)
+        provenance = {
+            "data_init": hp.data_init,
+            "init_indices": run.chosen,
+            "eval_loss": self.student_loss,
+            "similarity": run.similarity.kind,
+        }
+        loop = DistillLoop(
+            ctx,
+            run.syn,
+            hp.iterations,
+            hp.eval_every,
+            hp.eval_repetitions,
+            hp.select_track,
+            provenance,
+            desc=self.name,
+        )
+        out = loop.run(run.step)
+        ctx.stats.extra.update(
+            similarity_bytes=run.similarity.stored_bytes,
+            match_loss_last10=float(np.mean(run.losses[-10:])) if run.losses else None,
+            learned_lr_img=float(out.extras["lr_img"]),
+            learned_lr_txt=float(out.extras["lr_txt"]),
+            per_modality_last10={
+                m: float(np.mean([p[m] for p in run.per_modality[-10:]])) for m in ("image", "text")
+            }
+            if run.per_modality
+            else None,
+        )
+        return out
+
+
+class TrajectoryRun:
+    """One run's state (synthetic set, student, expert sampler, optimiser); `step()` is one iteration."""
+
+    def __init__(self, ctx: DistillContext, method: TrajectoryMatching, budget: int) -> None:
+        hp: TrajectoryHParams = method.hparams  # type: ignore[assignment]
+        self.hp, self.method, self.ctx = hp, method, ctx
+        if hp.syn_steps < 1 or hp.syn_batch < 2:
+            raise MddError("syn_steps must be >= 1 and syn_batch >= 2 (a contrastive step needs two pairs).")
+        ws = ctx.workspace
+        bank = ExpertBank(ctx.experts(), ctx.device)
+        images, texts, self.chosen = initial_pairs(ws, budget, hp.data_init, ctx.seed)
+        self.syn = SyntheticSet(images, texts, ctx.device)
+        generator = torch.Generator().manual_seed(ctx.seed + 53)
+        self.similarity = method.similarity(self.syn, generator)
+        lr0 = hp.lr_teacher or ctx.protocol.experts.lr
+        self.lrs = {
+            "image": self.syn.add_extra("lr_img", torch.tensor(float(lr0))),
+            "text": self.syn.add_extra("lr_txt", torch.tensor(float(lr0))),
+        }
+        self.optimiser = self.syn.sgd(
+            hp.lr_img,
+            hp.lr_txt,
+            hp.momentum,
+            [(list(self.lrs.values()), hp.lr_lr), (self.similarity.params, method.similarity_lr())],
+        )
+        self.student = FunctionalStudent(ws.fresh_model(ctx.seed + 61).train(), bank.layout)
+        self.sampler = TrajectorySampler(bank, hp.max_start_epoch, hp.expert_epochs, ctx.seed)
+        self.schedule = BatchSchedule(self.syn.size, hp.syn_batch, method.batch_order, ctx.seed + 67)
+        temperature = hp.temperature or ctx.protocol.model.temperature
+        self.scale = method.logit_scale(temperature)
+        self.losses: list[float] = []
+        self.per_modality: list[dict[str, float]] = []
+
+    def step_loss(self, batches: list[torch.Tensor]):
+        syn, loss_name = self.syn, self.method.student_loss
+
+        def loss_at(theta, k: int) -> torch.Tensor:
+            idx = batches[k].to(syn.device)
+            logits = self.student.logits(theta, syn.images[idx], syn.texts[idx], self.scale)
+            return batch_loss(logits, loss_name, self.similarity.block(idx))
+
+        return loss_at
+
+    def step(self, _: int = 0) -> torch.Tensor:
+        hp = self.hp
+        _, _, start, target = self.sampler.next()
+        loss_at = self.step_loss(self.schedule.steps(hp.syn_steps))
+        self.optimiser.zero_grad(set_to_none=True)
+        if self.method.gradient == "unroll":
+            final = unroll(loss_at, start, self.lrs, hp.syn_steps, create_graph=True)
+            loss = match_distance(final, start, target, hp.normaliser)
+            loss.backward()
+            with torch.no_grad():
+                per = {
+                    m: float((final[m] - target[m]).pow(2).sum() / (start[m] - target[m]).pow(2).sum())
+                    for m in final
+                }
+            value = float(loss.detach())
+        else:
+            leaves = [self.syn.images, self.syn.texts, *self.similarity.params]
+            result = tesla_backward(loss_at, start, target, self.lrs, hp.syn_steps, leaves, hp.normaliser)
+            value, per = result.loss, result.per_modality
+        self.optimiser.step()
+        with torch.no_grad():
+            for lr in self.lrs.values():
+                lr.clamp_(min=hp.clamp_lr)
+        self.losses.append(value)
+        self.per_modality.append(per)
+        return torch.tensor(value)
+
+
+def paper_table(protocol, budget: int, table: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
+    """The reference scripts' row for the protocol's dataset and `budget` (Flickr8k uses Flickr30k's;
+    a budget between rows takes the nearest row at or below it)."""
+    dataset = protocol.data.dataset
+    family = "coco" if dataset.startswith("coco") else "flickr"
+    rows = sorted(b for f, b in table if f == family)
+    below = [b for b in rows if b <= budget]
+    row = below[-1] if below else rows[0]
+    return dict(table[(family, row)])

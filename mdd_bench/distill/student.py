@@ -1,0 +1,71 @@
+"""A functional student: the protocol's two-tower model run from flat per-modality parameter vectors.
+
+Trajectory matching differentiates through SGD steps of a student, so the student's parameters
+must be ordinary tensors in a graph, not module parameters. One persistent `DualEncoder` supplies the
+architecture (and its buffers); `torch.func.functional_call` runs it at any flat vectors laid out as
+the expert store's (`workspace.named_parameters` order), so expert checkpoints plug in directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import MddError
+from ..workspace import MODALITIES, named_parameters
+
+Flat = dict[str, torch.Tensor]  # modality -> flat parameter vector
+
+
+class FunctionalStudent:
+    def __init__(self, model: nn.Module, layout: dict[str, Sequence[Sequence[Any]]] | None = None) -> None:
+        """`layout` (the expert store's) must match the model's own, name for name and shape for shape."""
+        self.model = model
+        for p in model.parameters():
+            p.requires_grad_(False)
+        own = {m: [[n, list(p.shape)] for n, p in named_parameters(model, m)] for m in MODALITIES}
+        if layout is not None and own != {m: [[n, list(s)] for n, s in layout[m]] for m in MODALITIES}:
+            raise MddError("The experts' parameter layout differs from this protocol's model. Retrain them.")
+        self.entries = {m: [(n, torch.Size(s)) for n, s in own[m]] for m in MODALITIES}
+        self.temperature = float(getattr(model, "temperature", 0.07))
+
+    def size(self, modality: str) -> int:
+        return sum(s.numel() for _, s in self.entries[modality])
+
+    def initial(self) -> Flat:
+        """The model's own parameters as flat vectors (detached copies)."""
+        return {
+            m: torch.cat([p.detach().reshape(-1) for _, p in named_parameters(self.model, m)]).clone()
+            for m in MODALITIES
+        }
+
+    def params(self, theta: Flat) -> dict[str, torch.Tensor]:
+        """State-dict names -> views of the flat vectors (gradients flow back into the vectors)."""
+        out: dict[str, torch.Tensor] = {}
+        for modality, entries in self.entries.items():
+            flat, offset = theta[modality], 0
+            if flat.numel() != self.size(modality):
+                raise MddError(
+                    f"A flat '{modality}' vector has {flat.numel()} values; "
+                    f"the model needs {self.size(modality)}."
+                )
+            for name, shape in entries:
+                out[name] = flat[offset : offset + shape.numel()].view(shape)
+                offset += shape.numel()
+        return out
+
+    def encode(
+        self, theta: Flat, images: torch.Tensor, texts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit-norm image and text features of the model at `theta`."""
+        return torch.func.functional_call(self.model, self.params(theta), (images, texts))
+
+    def logits(
+        self, theta: Flat, images: torch.Tensor, texts: torch.Tensor, scale: float | None = None
+    ) -> torch.Tensor:
+        """scale * cos(image_i, text_j); the scale defaults to 1 / temperature (the experts' scale)."""
+        image_features, text_features = self.encode(theta, images, texts)
+        return (1.0 / self.temperature if scale is None else scale) * image_features @ text_features.T

@@ -46,6 +46,9 @@ class MTTVL(TrajectoryMatching):
             "lr_txt": 1000.0,
         },
         "cpu": {
+            # NOT yet chosen on val: probes at 100 pairs (seed 0) with lr_img = lr_txt 100 and 1000 both
+            # diverged (the learned step sizes became NaN before iteration 300); until the cause is found
+            # these settings can fail a cell (recorded as failed, the rest of the grid continues).
             "iterations": 300,
             "eval_every": 50,
             "eval_repetitions": 2,

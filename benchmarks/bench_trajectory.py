@@ -12,11 +12,10 @@ MDM at about 0.32x LoRS per iteration at 100 pairs, on a GPU at 224 px).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import weakref
 
 import torch
+from bench_mdm import timed  # the same median-step timer (scripts run from benchmarks/)
 from mdd_bench.methods.mdm import MDM, MDMState
 
 from mdd_bench.api import DistillContext
@@ -61,19 +60,6 @@ class SavedBytes:
 class _Holder:
     def __init__(self, box: list[torch.Tensor]) -> None:
         self.box = box
-
-
-def timed(fn, steps: int, device: torch.device) -> float:
-    times = []
-    for _ in range(steps + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[2:])
 
 
 def trajectory_run(name: str, protocol, dataset, budget: int, device: str, overrides: dict[str, str]):

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mdd_bench.distill.matching import TrajectoryHParams, TrajectoryMatching
+from mdd_bench.distill.matching import SMOKE_DEFAULTS, TrajectoryHParams, TrajectoryMatching
 
 
 @dataclass
@@ -56,7 +56,7 @@ class MTTVL(TrajectoryMatching):
             "lr_img": 100.0,
             "lr_txt": 100.0,
         },
-        "smoke": {"iterations": 3, "eval_every": 2, "eval_repetitions": 1, "syn_steps": 2, "syn_batch": 4},
+        "smoke": SMOKE_DEFAULTS,
     }
 
     def logit_scale(self, temperature: float) -> float:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from mdd_bench.distill.matching import TrajectoryHParams, TrajectoryMatching, paper_table
+from mdd_bench.distill.matching import SMOKE_DEFAULTS, TrajectoryHParams, TrajectoryMatching, paper_table
 
 # LoRS's sh/distill_*_lors_*.sh rows (spec section 7); COCO merges the two modalities' normalisers.
 PAPER: dict[tuple[str, int], dict[str, Any]] = {
@@ -65,7 +65,7 @@ class TESLA(TrajectoryMatching):
             "lr_img": 100.0,
             "lr_txt": 100.0,
         },
-        "smoke": {"iterations": 3, "eval_every": 2, "eval_repetitions": 1, "syn_steps": 2, "syn_batch": 4},
+        "smoke": SMOKE_DEFAULTS,
     }
 
     @classmethod

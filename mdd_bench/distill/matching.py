@@ -58,6 +58,10 @@ class TrajectoryHParams(HParams):
     data_init: Literal["random", "noise"] = "random"
 
 
+# Every trajectory method's `smoke` settings: a few short iterations (tests only).
+SMOKE_DEFAULTS = {"iterations": 3, "eval_every": 2, "eval_repetitions": 1, "syn_steps": 2, "syn_batch": 4}
+
+
 class TrajectoryMatching(Method):
     family = "trajectory-matching"
     artifacts = ("text_features", "experts")

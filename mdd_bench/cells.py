@@ -36,15 +36,21 @@ class CellJob:
     protocol: Protocol
     method_cls: type[Method]
     path: Path  # the result JSON
+    # An ablation variant: its hyper-parameter overrides (on top of the run's --set) and the
+    # {"group", "variant", "order"} key its result carries.
+    overrides: dict[str, str] = field(default_factory=dict, compare=False)
+    ablation: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
         c = self.cell
-        return f"{c.method} {c.dataset} budget={c.budget} seed={c.seed}"
+        variant = f" {self.ablation['group']}/{self.ablation['variant']}" if self.ablation else ""
+        return f"{c.method}{variant} {c.dataset} budget={c.budget} seed={c.seed}"
 
     @property
     def short(self) -> str:
-        return f"{self.cell.method}/{self.path.stem}"
+        variant = f"{self.path.parent.parent.name}/{self.path.parent.name}/" if self.ablation else ""
+        return f"{self.cell.method}/{variant}{self.path.stem}"
 
     @property
     def error_path(self) -> Path:
@@ -159,6 +165,7 @@ def _run(
     with clock.stage("data"):
         dataset = datasets.get(job.protocol)
     cell = job.cell
-    method = job.method_cls.for_protocol(job.protocol, config.overrides.get(cell.method), cell.budget)
+    overrides = {**config.overrides.get(cell.method, {}), **job.overrides}
+    method = job.method_cls.for_protocol(job.protocol, overrides, cell.budget)
     ctx = DistillContext(job.protocol, dataset, seed=cell.seed, device=config.device, progress=progress)
-    return run_cell(method, cell, job.protocol, config, ctx, job.path, clock=clock)
+    return run_cell(method, cell, job.protocol, config, ctx, job.path, job.ablation, clock)

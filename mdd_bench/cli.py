@@ -210,6 +210,35 @@ def _run_config(proto, names: list[str], datasets: str | None, budgets: str | No
     )
 
 
+def executor_options(command):
+    """Where and how the cells run, and how much they say: shared by `run` and `ablate`."""
+    options = [
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="local: cells in turn, in-process; ray: a Ray task per cell and artifact."),
+        click.option("--address", default=None, help="Ray cluster to join (e.g. auto, ray://host:10001)."),
+        click.option("--cpus-per-task", type=click.FloatRange(min=1), default=None,
+                     help="CPUs and torch threads per task (ray default 1; local: torch's)."),
+        click.option("--gpus-per-task", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                     help="GPUs per Ray task (fractions share a GPU)."),
+        click.option("--ray-cpus", type=click.IntRange(min=1), default=None,
+                     help="CPUs of the local Ray started without --address (default: all)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars and no per-cell chatter."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _executor_config(config, executor: str, address: str | None, cpus_per_task: float | None,
+                     gpus_per_task: float, ray_cpus: int | None) -> None:  # fmt: skip
+    if executor == "local":
+        resolve_device_now(config.device)
+    if address and executor != "ray":
+        raise MddError("--address names a Ray cluster: add --executor ray.")
+    config.executor, config.address = executor, address
+    config.cpus_per_task, config.gpus_per_task, config.ray_cpus = cpus_per_task, gpus_per_task, ray_cpus
+
+
 @cli.command("run")
 @click.option(
     "--methods",
@@ -248,17 +277,8 @@ def _run_config(proto, names: list[str], datasets: str | None, budgets: str | No
 )
 @data_root_option
 @device_option
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: cells in turn, in-process; ray: a Ray task per cell and artifact.")  # fmt: skip
-@click.option("--address", default=None, help="Ray cluster to join (e.g. auto, ray://host:10001).")
-@click.option("--cpus-per-task", type=click.FloatRange(min=1), default=None,
-              help="CPUs and torch threads per task (ray default 1; local: torch's).")  # fmt: skip
-@click.option("--gpus-per-task", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="GPUs per Ray task (fractions share a GPU).")  # fmt: skip
-@click.option("--ray-cpus", type=click.IntRange(min=1), default=None,
-              help="CPUs of the local Ray started without --address (default: all).")  # fmt: skip
+@executor_options
 @click.option("--dry-run", is_flag=True, help="Show the cells, the artifacts and the work; build nothing.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars and no per-cell chatter.")
 @click.option("--report/--no-report", "write_report_", default=True, show_default=True,
               help="Write the Markdown report and the CSV of every result at the end.")  # fmt: skip
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -295,10 +315,6 @@ def run_cmd(
 
     started = time.perf_counter()
 
-    if executor == "local":
-        resolve_device_now(device)
-    if address and executor != "ray":
-        raise MddError("--address names a Ray cluster: add --executor ray.")
     proto = load_protocol(protocol)
     available = {n: cls for n, cls in list_methods().items() if not cls.missing_artifacts()}
     if methods and methods.strip() != "all":
@@ -327,8 +343,7 @@ def run_cmd(
         repetitions,
         device,
     )
-    config.executor, config.address = executor, address
-    config.cpus_per_task, config.gpus_per_task, config.ray_cpus = cpus_per_task, gpus_per_task, ray_cpus
+    _executor_config(config, executor, address, cpus_per_task, gpus_per_task, ray_cpus)
     config.full_data_repetitions = full_data_repetitions
     unknown_sets = set(config.overrides) - set(names)
     if unknown_sets:
@@ -456,6 +471,7 @@ def _note_full_data(proto, config) -> None:
 @click.option("--repetitions", type=click.IntRange(min=1), default=None, help="Default: the protocol's.")
 @data_root_option
 @device_option
+@executor_options
 def ablate_cmd(
     method: str,
     protocol: str,
@@ -470,13 +486,21 @@ def ablate_cmd(
     repetitions: int | None,
     data_root: Path | None,
     device: str,
+    executor: str,
+    address: str | None,
+    cpus_per_task: float | None,
+    gpus_per_task: float,
+    ray_cpus: int | None,
+    quiet: bool,
 ) -> None:
-    """Run a method's declared ablation groups as result cells; `mdd-bench report` tabulates them."""
-    from .registry import parse_method_names
-    from .runner import ablation_variants, parse_overrides, run_ablations
-    from .workspace import resolve_device
+    """Run a method's declared ablation groups as result cells; `mdd-bench report` tabulates them.
 
-    resolve_device(device)
+    Each variant is a cell like those of `mdd-bench run`: resumed when finished, run under its lock,
+    recorded as failed (error file, traceback in its log) without stopping the others.
+    """
+    from .registry import parse_method_names
+    from .runner import parse_overrides, run_ablations
+
     proto = load_protocol(protocol)
     (name,) = parse_method_names(method)
     overrides = parse_overrides(sets)
@@ -485,19 +509,23 @@ def ablate_cmd(
     config = _run_config(
         proto, [name], datasets, budgets, seeds, archs, tracks, out, overrides, data_root, repetitions, device
     )
+    _executor_config(config, executor, address, cpus_per_task, gpus_per_task, ray_cpus)
     chosen = [g.strip() for g in groups.split(",") if g.strip()] if groups else None
-    from .registry import get_method
-
-    variants = ablation_variants(get_method(name), chosen)
-    results = run_ablations(proto, config, chosen, log=click.echo)
+    if quiet:
+        _silence_libraries()
+    chatter = (lambda _: None) if quiet else click.echo
+    run = run_ablations(proto, config, chosen, log=chatter, progress=not quiet)
     rows = []
-    for r in results:
+    for r in run.results:
         ev = r["evaluation"][config.tracks[0]]
         src = next(a for a in ev["archs"] if a["source"])
         rows.append([r["ablation"]["group"], r["ablation"]["variant"], r["budget"], r["seed"],
                      f"{src['mean']['mean']:.1f}"])  # fmt: skip
     click.echo(tabulate(rows, headers=["group", "variant", "budget", "seed", "mean recall (test)"]))
-    click.echo(f"{len(variants)} variants; results in {out}. Tables: mdd-bench report --runs {out}")
+    click.echo(f"{len(run.results)} variant results; in {out}. Tables: mdd-bench report --runs {out}")
+    message = run.failure_message()
+    if message:
+        raise MddError(message)
 
 
 def _metrics_table(rows: list[tuple[str, str, dict, dict]]) -> str:

@@ -161,19 +161,26 @@ def _worker_datasets(config: RunConfig) -> DatasetCache:
     return _WORKER_DATASETS[key]
 
 
+def _worker_workspace(proto: Protocol, config: RunConfig, cpus: float, clock: StageClock):
+    """In a Ray worker: threads set to the task's CPUs, the dataset loaded (timed as `data`), and a
+    workspace over it (every artifact comes from the shared cache)."""
+    from .workspace import Workspace
+
+    _worker_setup(cpus)
+    with clock.stage("data"):
+        dataset = _worker_datasets(config).get(proto)
+    return Workspace(proto, dataset, config.device, progress=False)
+
+
 def _task_prepare(proto: Protocol, config: RunConfig, cpus: float) -> dict[str, float]:
     """Ray task: the dataset (generated when needed), its text features and the anchors of every
     encoder the grid evaluates with."""
     from .evaluate import arch_grid
-    from .workspace import Workspace
 
-    _worker_setup(cpus)
     clock = StageClock()
-    with clock.stage("data"):
-        dataset = _worker_datasets(config).get(proto)
-    workspace = Workspace(proto, dataset, config.device, progress=False)
+    workspace = _worker_workspace(proto, config, cpus, clock)
     with clock.stage("text features"):
-        for split in dataset.splits:
+        for split in workspace.dataset.splits:
             workspace.text_embeddings(split)
     for image, text in arch_grid(proto, config.archs):
         with clock.stage("anchor"):
@@ -188,14 +195,10 @@ def _task_expert(
 ) -> dict[str, float]:
     """Ray task: one expert trajectory of the dataset's set."""
     from .experts import ExpertConfig, ensure_expert
-    from .workspace import Workspace
 
-    _worker_setup(cpus)
     clock = StageClock()
-    with clock.stage("data"):
-        dataset = _worker_datasets(config).get(proto)
+    workspace = _worker_workspace(proto, config, cpus, clock)
     with clock.stage("experts"):
-        workspace = Workspace(proto, dataset, config.device, progress=False)
         ensure_expert(workspace, expert, ExpertConfig.from_protocol(proto), progress=False)
     return clock.seconds
 
@@ -205,15 +208,10 @@ def _task_reference(
 ) -> dict[str, float]:
     """Ray task: the full-data reference (repetition 0 is the coreset baselines' feature model)."""
     from .references import full_data_reference
-    from .workspace import Workspace
 
-    _worker_setup(cpus)
     clock = StageClock()
-    with clock.stage("data"):
-        dataset = _worker_datasets(config).get(proto)
-    stage = "reference model" if repetitions <= 1 else "full-data upper bound"
-    with clock.stage(stage):
-        workspace = Workspace(proto, dataset, config.device, progress=False)
+    workspace = _worker_workspace(proto, config, cpus, clock)
+    with clock.stage("reference model" if repetitions <= 1 else "full-data upper bound"):
         full_data_reference(workspace, False, repetitions=repetitions)
     return clock.seconds
 

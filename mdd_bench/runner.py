@@ -391,10 +391,19 @@ def ablation_variants(cls: type[Method], groups: list[str] | None = None) -> lis
     ]
 
 
-def run_ablations(
+@dataclass
+class AblationPlan:
+    """The cells an ablation must run, and the variants that reuse another variant's identical run."""
+
+    jobs: list[CellJob]  # every variant to run, each under its own result path
+    copies: list[tuple[Path, Path, dict[str, Any]]]  # (variant path, identical run's path, ablation key)
+    paths: list[Path]  # every variant's result path, in display order
+
+
+def plan_ablations(
     protocol: Protocol, config: RunConfig, groups: list[str] | None = None, log=print
-) -> list[dict[str, Any]]:
-    """Every declared ablation variant of one method as ordinary result cells with an `ablation` key.
+) -> AblationPlan:
+    """Every declared ablation variant of one method as a cell job with an `ablation` key.
 
     Variants that resolve to the same hyper-parameters (the "as configured" one of every group) are
     distilled and evaluated once, then written under each group; an ordinary `mdd-bench run` result of
@@ -405,45 +414,54 @@ def run_ablations(
     name = config.methods[0]
     cls = get_method(name)
     variants = ablation_variants(cls, groups)
-    results: list[dict[str, Any]] = []
+    plan = AblationPlan([], [], [])
     for dataset_name in config.datasets:
         proto = protocol.with_dataset(dataset_name)
-        dataset = None
         for budget in config.budgets:
             for seed in config.seeds[:1] if cls.deterministic else config.seeds:
                 cell = Cell(name, dataset_name, budget, seed)
-                done: dict[str, dict[str, Any]] = {}
+                source: dict[str, Path] = {}  # hyper-parameters -> a result (or planned result) with them
                 main = cell.path(config.out, proto)  # the ordinary run of this cell, when present
                 if main.exists():
-                    found = read_result(main)
-                    done[json.dumps(found.get("hparams", {}), sort_keys=True)] = found
+                    source[json.dumps(read_result(main).get("hparams", {}), sort_keys=True)] = main
                 for v in variants:
-                    key = f"{v.group}/{v.variant}"
                     path = v.path(cell, config.out, proto)
-                    overrides = {
-                        **config.overrides.get(name, {}),
-                        **{k: str(x) for k, x in v.overrides.items()},
-                    }
-                    method = cls.for_protocol(proto, overrides, budget)
+                    plan.paths.append(path)
+                    overrides = {k: str(x) for k, x in v.overrides.items()}
+                    method = cls.for_protocol(proto, {**config.overrides.get(name, {}), **overrides}, budget)
                     same = json.dumps(method.describe()["hparams"], sort_keys=True)
                     ablation = {"group": v.group, "variant": v.variant, "order": v.order}
                     if path.exists():
-                        log(f"skip {name} {key} budget={budget} seed={seed}: {path} exists")
-                        result = read_result(path)
-                    elif same in done:
-                        log(f"same {name} {key} budget={budget} seed={seed}: reusing an identical run")
-                        result = {**done[same], "ablation": ablation}
-                        atomic_write_json(path, result)
+                        log(f"skip {name} {v.group}/{v.variant} budget={budget} seed={seed}: {path} exists")
+                    elif same in source:
+                        plan.copies.append((path, source[same], ablation))
                     else:
-                        if dataset is None:
-                            dataset = load_dataset(dataset_name, proto, config.data_root)
-                        ctx = DistillContext(proto, dataset, seed=seed, device=config.device)
-                        log(f"run  {name} {key} budget={budget} seed={seed}")
-                        result = run_cell(method, cell, proto, config, ctx, path, ablation)
-                        atomic_write_json(path, result)
-                    done.setdefault(same, result)
-                    results.append(result)
-    return results
+                        plan.jobs.append(CellJob(cell, proto, cls, path, overrides, ablation))
+                    source.setdefault(same, path)
+    return plan
+
+
+def run_ablations(
+    protocol: Protocol, config: RunConfig, groups: list[str] | None = None, log=print, progress: bool = True
+) -> GridRun:
+    """Run the planned variants with the configured executor (each under its lock, failures recorded
+    per cell as in `mdd-bench run`), then write the variants that reuse an identical run."""
+    from .executors import make_executor
+
+    start = time.perf_counter()
+    if config.executor != "local":
+        config = dataclasses.replace(config, out=Path(config.out).resolve())
+    plan = plan_ablations(protocol, config, groups, log)
+    pending = [j for j in plan.jobs if not j.path.exists()]
+    report = make_executor(config).run(pending, [], config, log, progress)
+    for path, source, ablation in plan.copies:
+        if not path.exists() and source.exists():
+            log(f"same {config.methods[0]} {ablation['group']}/{ablation['variant']}: reusing {source}")
+            atomic_write_json(path, {**read_result(source), "ablation": ablation})
+    results = [read_result(path) for path in plan.paths if path.exists()]
+    return GridRun(
+        plan.jobs, results, report.outcomes, report.errors, report.stages, time.perf_counter() - start
+    )
 
 
 def publish_full_data(protocol: Protocol, dataset, config: RunConfig, log=print) -> Path | None:

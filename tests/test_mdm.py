@@ -160,3 +160,34 @@ def test_shared_variants_run_once(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     # "MDM" (optimisation) and "+both" (loss) are the configuration of the ordinary run: reused, not rerun
     assert result.output.count("run  mdm") == 4 and result.output.count("same mdm") == 2
+
+
+def test_a_failing_variant_is_recorded_and_the_others_finish(tmp_path, monkeypatch) -> None:
+    """Ablation variants are cells like `mdd-bench run`'s: one that raises leaves an error file and a
+    log, the rest finish, the command names it and exits non-zero, and a rerun retries only it."""
+    from click.testing import CliRunner
+
+    from mdd_bench.cli import cli
+
+    real = MDM.distill
+
+    def broken_for_nce(self, ctx, budget):
+        if self.hparams.loss == "nce":
+            raise RuntimeError("synthetic failure of L_NCE")
+        return real(self, ctx, budget)
+
+    out = tmp_path / "runs"
+    args = ["ablate", "mdm", "--protocol", "smoke", "--groups", "loss", "--budget", "10", "--out", str(out),
+            "--set", "mdm.iterations=1", "--set", "mdm.eval_every=1", "--repetitions", "1"]  # fmt: skip
+    monkeypatch.setattr(MDM, "distill", broken_for_nce)
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code != 0 and "1 cell(s) failed: mdm/ablation-loss/L_NCE/b10-s0" in first.output
+    folder = out / "smoke" / "shapes" / "mdm" / "ablation-loss"
+    assert (folder / "L_NCE" / "b10-s0.error.txt").read_text().startswith("RuntimeError: synthetic failure")
+    assert "Traceback" in (folder / "L_NCE" / "b10-s0.log").read_text()
+    assert sorted(p.parent.name for p in folder.glob("*/b10-s0.json")) == ["_L_agr", "_L_dis", "_both"]
+    monkeypatch.setattr(MDM, "distill", real)
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert again.output.count("run  mdm") == 1 and again.output.count("skip mdm") == 3
+    assert (folder / "L_NCE" / "b10-s0.json").exists() and not (folder / "L_NCE" / "b10-s0.error.txt").exists()

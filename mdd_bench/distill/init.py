@@ -46,15 +46,25 @@ def pair_features(model, workspace, which: str = "joint") -> np.ndarray:
 
 def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """k-means++ seeding (Arthur & Vassilvitskii 2007): each new centre drawn with probability
-    proportional to the squared distance to the nearest centre so far."""
+    proportional to the squared distance to the nearest centre so far.
+
+    Distances come from one matrix-vector product per centre, ||x||^2 + ||c||^2 - 2 x.c (clipped at 0),
+    not from (x - c)^2: no n x d temporary per centre, and the product runs on multi-threaded BLAS. At
+    COCO's sample size (128k x 4608) this is the difference between minutes and over an hour.
+    """
     n = len(x)
+    sq = np.einsum("ij,ij->i", x, x)
+
+    def dist2(i: int) -> np.ndarray:
+        return np.maximum(sq + sq[i] - 2.0 * (x @ x[i]), 0.0)
+
     centres = [int(rng.integers(n))]
-    d2 = ((x - x[centres[0]]) ** 2).sum(1)
+    d2 = dist2(centres[0])
     for _ in range(1, k):
-        total = float(d2.sum())
+        total = float(d2.sum(dtype=np.float64))
         i = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
         centres.append(i)
-        d2 = np.minimum(d2, ((x - x[i]) ** 2).sum(1))
+        np.minimum(d2, dist2(i), out=d2)
     return x[centres]
 
 

@@ -53,6 +53,9 @@ class TrajectoryHParams(HParams):
     lr_teacher: float = 0.0  # initial learned step sizes; 0 means the experts' own lr
     momentum: float = 0.5  # of every group (pixels, texts, step sizes, similarity)
     clamp_lr: float = 0.0  # learned step sizes are kept >= this (a negative lr would train backwards)
+    # Joint gradient-norm clip over pixels and texts before each outer step; 0 = off, as the references
+    # (MTT-VL's clip lines are commented out, TESLA/LoRS have none).
+    grad_clip: float = 0.0
     normaliser: Literal["per-modality", "shared"] = "per-modality"
     temperature: float = 0.0  # the student's; 0 means the protocol's (the experts' and evaluation's)
     data_init: Literal["random", "noise"] = "random"
@@ -176,6 +179,8 @@ class TrajectoryRun:
             leaves = [self.syn.images, self.syn.texts, *self.similarity.params]
             result = tesla_backward(loss_at, start, target, self.lrs, hp.syn_steps, leaves, hp.normaliser)
             value, per = result.loss, result.per_modality
+        if hp.grad_clip > 0:
+            self.syn.clip_grad(hp.grad_clip)
         self.optimiser.step()
         with torch.no_grad():
             for lr in self.lrs.values():

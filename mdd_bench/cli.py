@@ -141,14 +141,16 @@ def data_check(name: str, protocol: str, data_root: Path | None) -> None:
     click.echo("ok: every annotation entry and image is readable")
 
 
-@cli.command("experts")
+@cli.group("experts", cls=Group, invoke_without_command=True)
 @protocol_option
 @click.option("--dataset", default=None, help="Dataset (default: the protocol's).")
 @data_root_option
 @click.option("--num-experts", type=click.IntRange(min=1), default=None, help="Default: the protocol's.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: the protocol's.")
 @device_option
+@click.pass_context
 def experts_cmd(
+    ctx: click.Context,
     protocol: str,
     dataset: str | None,
     data_root: Path | None,
@@ -156,7 +158,12 @@ def experts_cmd(
     epochs: int | None,
     device: str,
 ) -> None:
-    """Train (or resume) the expert trajectories that MTT-VL, TESLA, LoRS and MDM use."""
+    """Train (or resume) the expert trajectories that MTT-VL, TESLA, LoRS and MDM use.
+
+    `mdd-bench experts import DIR --from lors` stores the references' expert buffers instead.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from .data import load_dataset
     from .experts import ensure_experts
     from .workspace import Workspace, resolve_device
@@ -175,6 +182,38 @@ def experts_cmd(
     ]
     click.echo(tabulate(rows, headers=["expert", "val mean (epoch 0)", "val mean (last epoch)"]))
     click.echo(f"stored in {store.folder} ({store.disk_bytes / 2**20:.1f} MiB)")
+
+
+@experts_cmd.command("import")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--from", "source", type=click.Choice(["lors", "mtt-vl"]), required=True,
+              help="Whose buffer.py wrote the img_/txt_replay_buffer_N.pt files.")  # fmt: skip
+@protocol_option
+@click.option(
+    "--dataset", default=None, help="Dataset the experts were trained on (default: the protocol's)."
+)
+@data_root_option
+@click.option("--replace", is_flag=True, help="Overwrite experts the protocol's store already holds.")
+def experts_import_cmd(
+    directory: Path, source: str, protocol: str, dataset: str | None, data_root: Path | None, replace: bool
+) -> None:
+    """Store a reference's expert buffers in DIRECTORY as the protocol's experts (checked per tensor)."""
+    from .data import load_dataset
+    from .interop.buffers import buffer_files, import_experts
+    from .workspace import Workspace
+
+    buffer_files(directory)  # a wrong folder fails before any data is loaded
+    proto = load_protocol(protocol)
+    proto = proto.with_dataset(dataset) if dataset else proto
+    ds = load_dataset(proto.data.dataset, proto, data_root)
+    done = import_experts(directory, source, Workspace(proto, ds, "cpu"), replace)
+    click.echo(
+        f"imported {len(done.experts)} {source} experts (epochs {done.kept_epochs[0]}.."
+        f"{done.kept_epochs[-1]} of {done.snapshots_in_files} snapshots) into {done.folder}"
+    )
+    for note in done.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"methods of protocol '{proto.name}' on {proto.data.dataset} now use them (mdd-bench run ...)")
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -604,6 +643,59 @@ def eval_cmd(
         (a.image_encoder + ("*" if a.source else ""), a.text_encoder, a.mean, a.std) for a in result.archs
     ]
     click.echo(_metrics_table(rows))
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--from", "source", type=click.Choice(["lors", "mtt-vl", "mdm"]), required=True,
+              help="Which reference wrote the file.")  # fmt: skip
+@protocol_option
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Writes OUT.safetensors + OUT.json (what `mdd-bench eval OUT` reads).")  # fmt: skip
+def import_cmd(path: Path, source: str, protocol: str, out: Path) -> None:
+    """Import a reference's distilled set (a .pt, read with weights_only=True) to evaluate it here."""
+    import shlex
+
+    from .interop import import_set
+
+    proto = load_protocol(protocol)
+    distilled = import_set(path, source, proto)
+    saved = distilled.save(out)
+    shape = "x".join(map(str, distilled.images.shape[1:]))
+    click.echo(
+        f"imported {distilled.size} pairs from {source}: images {shape}, texts {distilled.texts.shape[1]}-d, "
+        f"extras: {', '.join(sorted(distilled.extras)) or 'none'}"
+    )
+    for note in distilled.provenance["imported"]["notes"]:
+        click.echo(f"  {note}")
+    click.echo(f"saved {saved} (+ .json)")
+    command = f"mdd-bench eval {shlex.quote(str(out))} --protocol {shlex.quote(protocol)}"
+    click.echo(f"\nevaluate it under the fair protocol:\n  {command}")
+    if distilled.extras or distilled.provenance.get("eval_loss", "infonce") != "infonce":
+        click.echo(f"  {command} --track native    # with its own extras")
+
+
+@cli.command("export")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["hf", "lors"]), required=True,
+              help="hf: a datasets folder (load_from_disk, push_to_hub); lors: LoRS's .pt.")  # fmt: skip
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="hf: the folder to write; lors: the .pt file (a folder: OUT/distilled.pt).")  # fmt: skip
+@protocol_option
+def export_cmd(path: Path, fmt: str, out: Path, protocol: str) -> None:
+    """Export the distilled set at PATH for the Hugging Face hub or the reference's own evaluation."""
+    from .distilled import DistilledSet
+    from .interop import export_set
+
+    distilled = DistilledSet.load(path)
+    written, notes = export_set(distilled, fmt, out, load_protocol(protocol))
+    for note in notes:
+        click.echo(f"note: {note}")
+    click.echo(f"wrote {distilled.size} pairs as {fmt} to {written}")
+    if fmt == "hf":
+        click.echo(f"read it with datasets.load_from_disk('{written}'); publish with .push_to_hub(REPO)")
+    else:
+        click.echo(f"the reference evaluates it with: python evaluate_only.py --ckpt_path {written} ...")
 
 
 def _float_list(text: str, option: str) -> tuple[float, ...]:

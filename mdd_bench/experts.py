@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -221,8 +222,7 @@ def ensure_expert(workspace: Workspace, expert: int, config: ExpertConfig, progr
 
         def save(epoch: int, m: DualEncoder) -> None:
             if epoch in config.kept:
-                tensors = snapshot(m)
-                atomic_write(folder / snapshot_name(expert, epoch), lambda p: save_file(tensors, str(p)))
+                write_snapshot(folder, expert, epoch, snapshot(m))
 
         save(0, model)
         scores["val_mean_epoch0"] = workspace.score(model, "val")["mean"]
@@ -237,11 +237,33 @@ def ensure_expert(workspace: Workspace, expert: int, config: ExpertConfig, progr
         )
         scores[f"val_mean_epoch{config.epochs}"] = workspace.score(model, "val")["mean"]
         entry = {"complete": True, "seed": 10_000 + expert, **scores}
-        with artifact_lock(folder / MANIFEST):
-            manifest = _read_manifest(folder) or _new_manifest(workspace, config)
-            manifest.setdefault("layout", model_layout)
-            manifest["experts"][str(expert)] = entry
-            atomic_write_json(folder / MANIFEST, manifest)
+        record_expert(folder, workspace, config, expert, entry, model_layout)
+
+
+def write_snapshot(folder: Path, expert: int, epoch: int, tensors: dict[str, torch.Tensor]) -> Path:
+    """One (expert, epoch) file: flat `image` and `text` vectors plus `image_buffer.*` (see `snapshot`)."""
+    return atomic_write(folder / snapshot_name(expert, epoch), lambda p: save_file(tensors, str(p)))
+
+
+def record_expert(
+    folder: Path,
+    workspace: Workspace,
+    config: ExpertConfig,
+    expert: int,
+    entry: dict[str, Any],
+    model_layout: dict[str, list[list[Any]]],
+    manifest_extra: dict[str, Any] | None = None,
+) -> None:
+    """Add a finished expert to the manifest (read, add, write under the manifest's lock).
+
+    Call it only after every snapshot of the expert is on disk: the entry marks it complete.
+    """
+    with artifact_lock(folder / MANIFEST):
+        manifest = _read_manifest(folder) or _new_manifest(workspace, config)
+        manifest.setdefault("layout", model_layout)
+        manifest.update(manifest_extra or {})
+        manifest["experts"][str(expert)] = entry
+        atomic_write_json(folder / MANIFEST, manifest)
 
 
 def _read_manifest(folder: Path) -> dict | None:

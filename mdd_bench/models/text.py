@@ -79,6 +79,24 @@ def model_folder(name: str, weights: Path | None = None) -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
+def text_feature_dim(name: str, weights: Path | None = None) -> int:
+    """Embedding width from the model's config alone (no weights loaded, no captions embedded)."""
+    from transformers import AutoConfig
+
+    spec = _spec(name)
+    folder = model_folder(name, weights)
+    source = str(folder) if folder is not None else spec.hub_id
+    if source is None:
+        raise MddError(f"Text encoder '{name}' loads from a weights folder; pass its weights path.")
+    try:
+        return int(AutoConfig.from_pretrained(source).hidden_size)
+    except Exception as exc:
+        raise MddError(
+            f"Could not read the config of text encoder '{name}' (offline?). Run once with internet "
+            f"or set HF_HUB_OFFLINE=0. ({type(exc).__name__})"
+        ) from None
+
+
 def weights_stamp(name: str, weights: Path | None = None) -> str | None:
     """Cheap id of the files behind `name` (path, size, mtime of weights, config and vocabulary).
 

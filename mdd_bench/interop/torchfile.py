@@ -1,0 +1,80 @@
+"""Reading and writing the references' `.pt` files without ever running a pickle's code.
+
+The references save with `torch.save` (pickles). `torch.load(weights_only=True)` reads tensors, lists,
+dicts and numbers and refuses anything that would import and run other code; a file that needs more
+is refused with one line that says why, never loaded with full unpickling.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..cache import atomic_write
+from ..errors import MddError
+
+_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def load_pt(path: str | Path, what: str = "File", mmap: bool = False) -> Any:
+    """The object in a `torch.save` file, on the CPU, read with `weights_only=True` only.
+
+    `mmap`: map the tensors instead of reading them (multi-GB expert files), where the file's format
+    allows it (the zip format of torch >= 1.6); an older file is read whole.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MddError(f"{what} '{path}' does not exist.")
+    try:
+        if mmap:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = _GLOBAL.search(str(exc))
+        if found:
+            raise MddError(
+                f"'{path}' needs full unpickling (it references {found.group(1)}), which can run "
+                "arbitrary code, so mdd-bench refuses it. Re-save it with plain tensors, lists and dicts."
+            ) from None
+        raise MddError(f"'{path}' is not a readable torch.save file (damaged or another format).") from None
+    except (EOFError, RuntimeError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MddError(f"'{path}' is not a readable torch.save file ({reason}).") from None
+
+
+def save_pt(path: str | Path, obj: Any) -> Path:
+    """`torch.save` through a temporary file, so a reader never sees half a file."""
+    return atomic_write(Path(path), lambda p: torch.save(obj, p))
+
+
+def as_tensor(value: Any, key: str, path: Path) -> torch.Tensor:
+    """A file's entry that must be a tensor (a number is accepted for a scalar such as a step size)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return torch.tensor(float(value))
+    raise MddError(f"'{path}': '{key}' should be a tensor but is a {type(value).__name__}.")
+
+
+def need_dict(obj: Any, path: Path, required: tuple[str, ...], source: str) -> dict[str, Any]:
+    """The file's dict, with every required key present (a missing one names what the file has)."""
+    if not isinstance(obj, dict):
+        raise MddError(
+            f"'{path}' holds a {type(obj).__name__}, not the dict of a {source} save "
+            f"(keys {', '.join(required)}). Is --from {source} right?"
+        )
+    missing = [k for k in required if k not in obj]
+    if missing:
+        have = ", ".join(map(str, obj)) or "nothing"
+        raise MddError(
+            f"'{path}' lacks key '{missing[0]}' of a {source} save (it has {have}). Is --from {source} right?"
+        )
+    return obj

@@ -188,20 +188,35 @@ def experts_cmd(
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--from", "source", type=click.Choice(["lors", "mtt-vl"]), required=True,
               help="Whose buffer.py wrote the img_/txt_replay_buffer_N.pt files.")  # fmt: skip
-@protocol_option
+@click.option("--protocol", default=None,
+              help="As for `experts` (default: the one given before `import`, else cpu).")  # fmt: skip
 @click.option(
     "--dataset", default=None, help="Dataset the experts were trained on (default: the protocol's)."
 )
 @data_root_option
 @click.option("--replace", is_flag=True, help="Overwrite experts the protocol's store already holds.")
+@click.pass_context
 def experts_import_cmd(
-    directory: Path, source: str, protocol: str, dataset: str | None, data_root: Path | None, replace: bool
+    ctx: click.Context,
+    directory: Path,
+    source: str,
+    protocol: str | None,
+    dataset: str | None,
+    data_root: Path | None,
+    replace: bool,
 ) -> None:
-    """Store a reference's expert buffers in DIRECTORY as the protocol's experts (checked per tensor)."""
+    """Store a reference's expert buffers in DIRECTORY as the protocol's experts (checked per tensor).
+
+    Options given before `import` (`mdd-bench experts --protocol paper import DIR`) count too.
+    """
     from .data import load_dataset
     from .interop.buffers import buffer_files, import_experts
     from .workspace import Workspace
 
+    group = ctx.parent.params if ctx.parent is not None else {}
+    protocol = protocol or group.get("protocol") or "cpu"
+    dataset = dataset or group.get("dataset")
+    data_root = data_root or group.get("data_root")
     buffer_files(directory)  # a wrong folder fails before any data is loaded
     proto = load_protocol(protocol)
     proto = proto.with_dataset(dataset) if dataset else proto

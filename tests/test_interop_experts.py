@@ -143,10 +143,12 @@ def test_cli_experts_is_a_group_that_still_trains_and_imports(tmp_path, workspac
     toml.write_text(f'base = "smoke"\nname = "smoke-import"\n[experts]\nlr = {LR}\n')
     spec = load_protocol(toml).experts
     write_buffers(tmp_path / "b", workspace, 1, spec.epochs + 1)
-    args = ["experts", "import", str(tmp_path / "b"), "--from", "mtt-vl", "--protocol", str(toml)]
+    # Options of the group count for `import` too.
+    args = ["experts", "--protocol", str(toml), "import", str(tmp_path / "b"), "--from", "mtt-vl"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "imported 1 mtt-vl experts (epochs 0..2 of 3 snapshots)" in result.output
+    assert "smoke-import" in result.output
     # `mdd-bench experts` with no subcommand trains, as before: here it completes the missing expert 1.
     trained = CliRunner().invoke(cli, ["experts", "--protocol", str(toml)])
     assert trained.exit_code == 0, trained.output

@@ -6,8 +6,8 @@ every save); a trajectory is the list of per-epoch snapshots (epoch 0 = the pret
 snapshot is the list of parameter tensors in `.parameters()` order, of the whole image encoder (img) or
 of the text projection head (txt, 6 tensors). Every kept snapshot is checked tensor by tensor against the
 protocol's model, flattened in the same order, and written as `experts.py` writes a trained expert, into
-the folder the protocol's expert key names. The image encoder's buffers (not in the files) are the
-protocol's pretrained ones, which training never changes for these norm-free encoders.
+the folder the protocol's expert key names. The files hold no buffers: NFNets have none; an encoder
+with BatchNorm statistics gets its pretrained ones, and the import says so.
 """
 
 from __future__ import annotations
@@ -158,6 +158,11 @@ def import_experts(
     if replace and folder.is_dir():
         shutil.rmtree(folder)
     notes: list[str] = []
+    if buffers:
+        notes.append(
+            f"{proto.image.source} has buffers (e.g. BatchNorm statistics) the files lack: every snapshot "
+            "stores the pretrained ones"
+        )
     imported: list[int] = []
     for _, img_path, txt_path in files:
         img, txt = _load_pair(img_path, txt_path)

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import statistics
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -31,7 +32,8 @@ from mdd_bench.protocol import load_protocol
 from mdd_bench.record import DistillCost, ResultRecord
 from mdd_bench.report import FORMATS, parse_formats
 from mdd_bench.report.gallery import collect_galleries, displayable, nearest_captions, shown_indices
-from mdd_bench.results import read_result
+from mdd_bench.report.tables import build_tables
+from mdd_bench.results import load_frame, read_result
 from mdd_bench.training import RealPairs
 
 # Printed order is Random, Herding, MDM; by mean recall it is MDM, Random, Herding.
@@ -181,6 +183,57 @@ def test_report_writes_gallery_pngs_and_a_self_contained_page(page: Path, smoke_
     assert text.count('<figure class="plot"') == 2 * 3  # recall/budget, time/recall, cross-arch x 2 tracks
     shown = sum(len(idx) for idx in smoke_runs["chosen"].values()) - MISSING_SET[1]
     assert text.count("data:image/png;base64,") == 6 + shown  # the figures and every gallery image
+
+
+class _BodyCells(HTMLParser):
+    """The text of every body cell of every <table id=...> in a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.table: str | None = None
+        self.in_body = self.in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.table = dict(attrs)["id"] or ""
+            self.tables[self.table] = []
+        elif tag == "tbody":
+            self.in_body = True
+        elif tag == "tr" and self.in_body and self.table:
+            self.tables[self.table].append([])
+        elif tag == "td" and self.in_body and self.table:
+            self.in_cell = True
+            self.tables[self.table][-1].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self.in_cell = False
+        elif tag == "tbody":
+            self.in_body = False
+
+    def handle_data(self, data: str) -> None:
+        if self.in_cell and self.table:
+            self.tables[self.table][-1][-1] += data
+
+
+def test_page_shows_the_same_cells_as_the_other_formats(page: Path, smoke_runs: dict[str, Any]) -> None:
+    """Every table of both tracks, cell by cell as Markdown prints it (blank labels repeat the one above)."""
+    parser = _BodyCells()
+    parser.feed(page.read_text())
+    frame = load_frame(smoke_runs["runs"])
+    names = []
+    for track in ("hard", "native"):
+        for table in build_tables(frame, track):
+            if f"t-{table.name}" in names:
+                continue  # timing: one table for both tracks
+            names.append(f"t-{table.name}")
+            shown = parser.tables[f"t-{table.name}"]
+            assert len(shown) == len(table.rows), table.name
+            for printed, row in zip(shown, table.rows, strict=True):
+                expected = [c.plain() for c in row]
+                assert [p for p, e in zip(printed, expected, strict=True) if e] == [e for e in expected if e]
+    assert sorted(parser.tables) == sorted(names)
 
 
 def _chromium() -> str | None:

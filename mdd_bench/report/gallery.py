@@ -199,7 +199,7 @@ def collect_galleries(
         seen.add(set_path.resolve())
         try:
             galleries.append(gallery_of(result, file, set_path, bank, limit))
-        except MddError as exc:
+        except (MddError, OSError, ValueError) as exc:  # a picture is never worth failing the report
             log(f"no gallery for {file}: {exc}")
     return galleries
 

@@ -40,9 +40,13 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def _relative(target: Path, page_dir: Path) -> str:
+    return Path(os.path.relpath(target.resolve(), page_dir.resolve())).as_posix()
+
+
 def _href(target: Path, page_dir: Path) -> str:
     """A relative link from the page to a file, URL-quoted (it still works once both folders move)."""
-    return quote(Path(os.path.relpath(target.resolve(), page_dir.resolve())).as_posix())
+    return quote(_relative(target, page_dir))
 
 
 def _eval_seeds(result: dict[str, Any]) -> dict[str, list[int]]:
@@ -258,9 +262,9 @@ def write_html(
         for g in galleries
     ]
     intro = (
-        f"{len(files)} result files of protocol {protocol} under {_href(runs, page_dir)}/. Click a column "
-        "header to sort the rows of each block (again to reverse, a third time for the printed order); "
-        "click a number for the result files behind it."
+        f"{len(files)} result files of protocol {protocol} under {_relative(runs, page_dir)}/. Click a "
+        "column header to sort the rows of each block (again to reverse, a third time for the printed "
+        "order); click a number for the result files behind it."
     )
     page = render_page(
         f"mdd-bench report: protocol {protocol}",

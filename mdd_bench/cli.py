@@ -825,9 +825,9 @@ def tune_eval_cmd(
 @click.option(
     "--format",
     "formats",
-    default="latex,markdown,csv,figures",
+    default="latex,markdown,csv,figures,html",
     show_default=True,
-    help="Comma-separated: latex, markdown, csv, figures.",
+    help="Comma-separated: latex, markdown, csv, figures (with a gallery PNG per distilled set), html.",
 )
 @click.option("--track", type=click.Choice(["hard", "native"]), default="hard", show_default=True)
 @click.option("--baseline", default=None, help="Method the timing table's savings are measured against.")
@@ -839,7 +839,7 @@ def tune_eval_cmd(
     help="What ± shows: the std over seeds, or the 95% interval of the mean.",
 )
 def report_cmd(runs: Path, out: Path, formats: str, track: str, baseline: str | None, interval: str) -> None:
-    """Tables (LaTeX, Markdown, CSV) and figures from the result files under --runs."""
+    """Tables (LaTeX, Markdown, CSV), figures and an HTML page from the result files under --runs."""
     from .report import parse_formats, write_report
 
     paths = write_report(

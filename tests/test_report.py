@@ -29,6 +29,7 @@ from mdd_bench.report.tables import (
     cross_arch_table,
     retrieval_table,
     t975,
+    timing_tables,
 )
 from mdd_bench.results import COLUMNS, TIMING_TRACK, load_frame
 
@@ -305,6 +306,33 @@ def test_ablation_table(frame: pd.DataFrame) -> None:
     assert "Flickr8k with 100 pairs" in table.caption
 
 
+def test_cells_name_the_result_files_behind_them(frame: pd.DataFrame) -> None:
+    """The HTML page links each number to its files: every seed of that cell, nothing else."""
+    table = retrieval_table(frame, "hard")
+    mdm = table.find_row("100", "MDM")[table.column("COCO", "Mean")]
+    assert mdm.sources == tuple(f"syn/coco/mdm/b100-s{s}.json" for s in SEEDS)
+    lors = table.find_row("200", "LoRS")[table.column("COCO", "IR@1")]
+    assert lors.sources == ("syn/coco/lors/b200-s0.json",)
+    assert table.find_row("200", "MDM")[table.column("COCO", "IR@1")].sources == ()  # never ran
+    assert table.find_row("all", "Full data")[table.column("Flickr8k", "Mean")].sources == (
+        "syn/flickr8k/full-data/b0-s0.json",
+        "syn/flickr8k/full-data/b0-s1.json",
+    )
+    cross = cross_arch_table(frame, "hard")
+    assert cross.find_row("100", "Random")[-1].sources == tuple(
+        f"syn/coco/random/b100-s{s}.json" for s in SEEDS
+    )
+    (timing,) = [t for t in timing_tables(frame, None) if t.name == "timing_flickr8k"]
+    assert timing.find_row("200", "LoRS")[2].sources == tuple(
+        f"syn/flickr8k/lors/b200-s{s}.json" for s in SEEDS
+    )
+    (ablation,) = ablation_tables(frame, "hard")
+    assert ablation.find_row("kmeans")[1].sources == (
+        "syn/flickr8k/mdm-data_init-kmeans/b100-s0.json",
+        "syn/flickr8k/mdm-data_init-kmeans/b100-s1.json",
+    )
+
+
 def test_ablation_cells_stay_out_of_the_main_tables(frame: pd.DataFrame) -> None:
     table = retrieval_table(frame, "hard")
     cell = table.find_row("100", "MDM")[table.column("Flickr8k", "Mean")]
@@ -326,6 +354,7 @@ def test_write_report_writes_every_format(runs: Path, tmp_path: Path) -> None:
         "syn/ablation_data_init_hard.tex",
         "syn/report_hard.tex",
         "syn/report_hard.md",
+        "syn/report.html",
     ):
         assert name in names, name
     csv = pd.read_csv(tmp_path / "results.csv")

@@ -2,7 +2,8 @@
 
 Layout written under `out`: `results.csv` (every number, long format, all protocols) and, per protocol,
 `<protocol>/`: one LaTeX fragment per table plus the wrapper `report_<track>.tex`, `report_<track>.md`,
-and the figures as PNG and PDF.
+the figures as PNG and PDF, a gallery PNG per distilled set still on disk (`gallery/`), and
+`report.html`, one self-contained page with every track's tables, the figures and the galleries.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from pathlib import Path
 from ..errors import MddError, unknown
 from ..results import FULL_DATA, TIMING_TRACK, load_frame
 from .figures import write_figures
+from .gallery import collect_galleries, write_gallery_png
+from .html import write_html
 from .latex import write_latex
 from .markdown import write_markdown
 from .tables import build_tables
 
-FORMATS = ("latex", "markdown", "csv", "figures")
+FORMATS = ("latex", "markdown", "csv", "figures", "html")
 
 __all__ = ["FORMATS", "parse_formats", "write_report"]
 
@@ -75,4 +78,15 @@ def write_report(
         if "markdown" in formats:
             paths.append(write_markdown(folder / f"report_{track}.md", title, tables, figures))
         paths += [p for p, _ in figures]
+        galleries = collect_galleries(runs, part["file"], log) if formats & {"figures", "html"} else []
+        pngs = (
+            {g.key: write_gallery_png(g, folder / "gallery") for g in galleries}
+            if "figures" in formats
+            else {}
+        )
+        paths += pngs.values()
+        if "html" in formats:
+            written = {track: figures} if figures else {}
+            page = folder / "report.html"
+            paths.append(write_html(page, part, runs, track, baseline, interval, written, galleries, pngs))
     return paths

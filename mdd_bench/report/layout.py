@@ -30,6 +30,8 @@ class Cell:
     change: float | None = None  # relative change against the baseline, e.g. -0.93
     thousands: bool = False
     ci: float | None = None  # half-width of the 95% interval of the mean (decides bolding)
+    # Result files behind the number (paths relative to the runs folder): the HTML page links them.
+    sources: tuple[str, ...] = ()
 
     @property
     def missing(self) -> bool:

@@ -80,17 +80,31 @@ def _agg(df: pd.DataFrame, keys: list[str]) -> dict[tuple, Stat]:
     return out
 
 
+def _files(df: pd.DataFrame, keys: list[str]) -> dict[tuple, tuple[str, ...]]:
+    """The result files behind each group of `keys`, so every cell can name where its number came from."""
+    return {key: tuple(sorted(set(g["file"]))) for key, g in df.groupby(keys, sort=False)}
+
+
 def _main(frame: pd.DataFrame) -> pd.DataFrame:
     """Cells of the main grid: not part of an ablation."""
     return frame[frame["ablation_group"] == ""]
 
 
-def _cell(stat: Stat | None, n_max: int, digits: int = 1, spread: bool = True, interval: str = "std") -> Cell:
+def _cell(
+    stat: Stat | None,
+    n_max: int,
+    digits: int = 1,
+    spread: bool = True,
+    interval: str = "std",
+    sources: tuple[str, ...] = (),
+) -> Cell:
     if stat is None or stat.n == 0:
         return Cell(mean=math.nan)
     marks = DETERMINISTIC if stat.deterministic else FEWER_SEEDS if stat.n < n_max else ""
     shown = stat.ci if interval == "ci95" else stat.std
-    return Cell(mean=stat.mean, std=shown if spread else None, digits=digits, marks=marks, ci=stat.ci)
+    return Cell(
+        mean=stat.mean, std=shown if spread else None, digits=digits, marks=marks, ci=stat.ci, sources=sources
+    )
 
 
 def _bold_best(table: Table, rows: list[int], columns: range | list[int]) -> None:
@@ -192,6 +206,7 @@ def retrieval_table(frame: pd.DataFrame, track: str, interval: str = "std") -> T
     methods, budgets, datasets = _grid(frame)
     stats = _agg(df[df["method"] != FULL_DATA], ["dataset", "budget", "method", "metric"])
     full = _agg(df[df["method"] == FULL_DATA], ["dataset", "metric"])
+    files = _files(df, ["dataset", "budget", "method"])
     n_max = max((s.n for s in stats.values()), default=0)
     n_full = max((s.n for s in full.values()), default=0)
     extras = _extras_by_method(df)
@@ -211,7 +226,12 @@ def retrieval_table(frame: pd.DataFrame, track: str, interval: str = "std") -> T
         for i, method in enumerate(methods):
             row = [Cell(text=str(budget) if i == 0 else ""), _method_label(method, extras)]
             row += [
-                _cell(stats.get((d, budget, method, m)), n_max, interval=interval)
+                _cell(
+                    stats.get((d, budget, method, m)),
+                    n_max,
+                    interval=interval,
+                    sources=files.get((d, budget, method), ()),
+                )
                 for d in datasets
                 for m in RETRIEVAL_COLUMNS
             ]
@@ -219,8 +239,11 @@ def retrieval_table(frame: pd.DataFrame, track: str, interval: str = "std") -> T
         _bold_best(table, list(range(first, len(table.rows))), range(2, len(columns)))
     if full:
         row = [Cell(text="all"), Cell(text=method_name(FULL_DATA))]
+        full_files = _files(df[df["method"] == FULL_DATA], ["dataset"])
         row += [
-            _cell(full.get((d, m)), n_full, interval=interval) for d in datasets for m in RETRIEVAL_COLUMNS
+            _cell(full.get((d, m)), n_full, interval=interval, sources=full_files.get((d,), ()))
+            for d in datasets
+            for m in RETRIEVAL_COLUMNS
         ]
         table.add_row(row, new_group=True)
         seeds = f"{n_full} seed{'s' if n_full != 1 else ''}"
@@ -263,6 +286,7 @@ def cross_arch_table(frame: pd.DataFrame, track: str) -> Table | None:
     )
     unseen_stats = _agg(unseen_mean.reset_index(), ["dataset", "budget", "method"])
     n_max = max(s.n for s in stats.values())
+    files = _files(df, ["dataset", "budget", "method"])
     extras = _extras_by_method(df)
     caption = (
         f"Cross-architecture generalisation: mean test recall (%, mean of IR@1/5/10 and TR@1/5/10) when the "
@@ -280,10 +304,11 @@ def cross_arch_table(frame: pd.DataFrame, track: str) -> Table | None:
         for k, method in enumerate(methods):
             row = [Cell(text=str(budget) if k == 0 else ""), _method_label(method, extras)]
             for d in datasets:
+                used = files.get((d, budget, method), ())
                 for t, i in pairs:
-                    cell = _cell(stats.get((d, budget, method, t, i)), n_max, spread=False)
+                    cell = _cell(stats.get((d, budget, method, t, i)), n_max, spread=False, sources=used)
                     row.append(replace(cell, marks=SOURCE + cell.marks) if (i, t) == source else cell)
-                row.append(_cell(unseen_stats.get((d, budget, method)), n_max, spread=False))
+                row.append(_cell(unseen_stats.get((d, budget, method)), n_max, spread=False, sources=used))
             table.add_row(row, new_group=k == 0)
         _bold_best(table, list(range(first, len(table.rows))), range(2, len(columns)))
     _notes(table, extras, n_max)
@@ -342,6 +367,7 @@ def timing_tables(frame: pd.DataFrame, baseline: str | None) -> list[Table]:
         if part.empty:
             continue
         wide = _timing_per_seed(part)
+        files = _files(part, ["budget", "method"])
         time_unit, seconds = _unit(_largest(wide[["total", "wall"]]), (("min", 60.0), ("s", 1.0)))
         wide[["total", "wall"]] = wide[["total", "wall"]] / seconds
         units = (("GB", 2.0**30), ("MB", 2.0**20), ("KB", 2.0**10), ("B", 1.0))
@@ -373,7 +399,8 @@ def timing_tables(frame: pd.DataFrame, baseline: str | None) -> list[Table]:
             for k, method in enumerate(methods):
                 row = [Cell(text=str(budget) if k == 0 else ""), Cell(text=method_name(method))]
                 for key, _, digits in cols:
-                    cell = _cell(stats.get((budget, method, key)), n_max, digits, spread=False)
+                    used = files.get((budget, method), ())
+                    cell = _cell(stats.get((budget, method, key)), n_max, digits, spread=False, sources=used)
                     cell = replace(cell, thousands=key == "iters_to_best")
                     base = stats.get((budget, baseline, key))
                     comparable = base is not None and base.n > 0 and base.mean > 0
@@ -408,6 +435,7 @@ def ablation_tables(frame: pd.DataFrame, track: str, interval: str = "std") -> l
     for group in sorted(set(df["ablation_group"])):
         part = df[df["ablation_group"] == group]
         values = _ablation_seed_values(part)
+        files = _files(part, ["dataset", "budget", "method", "ablation_variant"])
         order = part.groupby("ablation_variant")["ablation_order"].min()
         variants = sorted(order.index, key=lambda v: (math.isnan(order[v]), order[v], v))
         blocks = sorted(set(zip(values["dataset"], values["budget"], strict=True)))
@@ -438,8 +466,15 @@ def ablation_tables(frame: pd.DataFrame, track: str, interval: str = "std") -> l
                     [Cell(text=f"{dataset_name(dataset)}, {budget}" if k == 0 else "")] if labels == 2 else []
                 )
                 row.append(Cell(text=name, marks=EXTRAS if method in extras else ""))
+                used = files.get((dataset, budget, method, variant), ())
                 row += [
-                    _cell(stats.get((dataset, budget, method, variant, c)), n_max, 2, interval=interval)
+                    _cell(
+                        stats.get((dataset, budget, method, variant, c)),
+                        n_max,
+                        2,
+                        interval=interval,
+                        sources=used,
+                    )
                     for c in ("IR", "TR", "Mean")
                 ]
                 table.add_row(row, new_group=k == 0)

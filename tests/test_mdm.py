@@ -185,7 +185,7 @@ def test_a_failing_variant_is_recorded_and_the_others_finish(tmp_path, monkeypat
     folder = out / "smoke" / "shapes" / "mdm" / "ablation-loss"
     assert (folder / "L_NCE" / "b10-s0.error.txt").read_text().startswith("RuntimeError: synthetic failure")
     assert "Traceback" in (folder / "L_NCE" / "b10-s0.log").read_text()
-    assert sorted(p.parent.name for p in folder.glob("*/b10-s0.json")) == ["_L_agr", "_L_dis", "_both"]
+    assert sorted(p.parent.name for p in folder.glob("*/b10-s0.json")) == ["L_agr", "L_dis", "both"]
     monkeypatch.setattr(MDM, "distill", real)
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output

@@ -190,4 +190,5 @@ def test_a_failing_variant_is_recorded_and_the_others_finish(tmp_path, monkeypat
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
     assert again.output.count("run  mdm") == 1 and again.output.count("skip mdm") == 3
-    assert (folder / "L_NCE" / "b10-s0.json").exists() and not (folder / "L_NCE" / "b10-s0.error.txt").exists()
+    assert (folder / "L_NCE" / "b10-s0.json").exists()
+    assert not (folder / "L_NCE" / "b10-s0.error.txt").exists()

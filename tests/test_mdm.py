@@ -192,3 +192,14 @@ def test_a_failing_variant_is_recorded_and_the_others_finish(tmp_path, monkeypat
     assert again.output.count("run  mdm") == 1 and again.output.count("skip mdm") == 3
     assert (folder / "L_NCE" / "b10-s0.json").exists()
     assert not (folder / "L_NCE" / "b10-s0.error.txt").exists()
+
+
+def test_cpu_lrs_are_chosen_per_budget() -> None:
+    """The 500-pair cell has its own lrs (chosen on val at 500); --set still wins over them."""
+    from mdd_bench.protocol import load_protocol
+
+    cpu = load_protocol("cpu")
+    at100, at500 = (MDM.for_protocol(cpu, {}, b).hparams for b in (100, 500))
+    assert (at100.lr_img, at100.lr_txt) == (300.0, 30.0) and (at500.lr_img, at500.lr_txt) == (10.0, 1.0)
+    assert MDM.for_protocol(cpu, {"lr_img": "5"}, 500).hparams.lr_img == 5.0
+    assert MDM.for_protocol(load_protocol("smoke"), {}, 500).hparams.lr_img == 1000.0

@@ -838,12 +838,16 @@ def tune_eval_cmd(
     show_default=True,
     help="What ± shows: the std over seeds, or the 95% interval of the mean.",
 )
-def report_cmd(runs: Path, out: Path, formats: str, track: str, baseline: str | None, interval: str) -> None:
+@click.option("--gallery/--no-gallery", default=True, show_default=True,
+              help="Draw the distilled sets on disk (off: the report reads result files only).")  # fmt: skip
+def report_cmd(
+    runs: Path, out: Path, formats: str, track: str, baseline: str | None, interval: str, gallery: bool
+) -> None:
     """Tables (LaTeX, Markdown, CSV), figures and an HTML page from the result files under --runs."""
     from .report import parse_formats, write_report
 
     paths = write_report(
-        runs, out, parse_formats(formats), track, baseline, log=click.echo, interval=interval
+        runs, out, parse_formats(formats), track, baseline, log=click.echo, interval=interval, gallery=gallery
     )
     for path in paths:
         click.echo(f"wrote {path}")

@@ -10,6 +10,8 @@ The measured time at that size is in `benchmarks/bench_kmeans.py`.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -69,7 +71,12 @@ def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
 
 
 def kmeans_nearest(
-    features: np.ndarray, k: int, seed: int, iterations: int = 100, seeding: str = "k-means++"
+    features: np.ndarray,
+    k: int,
+    seed: int,
+    iterations: int = 100,
+    seeding: str = "k-means++",
+    timings: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Cosine K-means with K = k; per cluster, the member nearest its (normalised) centroid.
 
@@ -77,6 +84,7 @@ def kmeans_nearest(
     `seeding="random"`: on 6 separable clusters that leaves two centroids in one cluster about 98% of
     the time, and Lloyd's iterations never move them out). An empty cluster takes the not-yet-chosen
     pair nearest its centroid, so the k indices are always distinct. Ties go to the lowest index.
+    `timings`, when given, receives the seconds of each stage (seeding, train, assign).
     """
     import faiss
 
@@ -98,12 +106,16 @@ def kmeans_nearest(
     # faiss trains on at most `limit` points anyway: train (and seed) on a normalised sample of that size.
     rows = np.sort(rng.choice(n, limit, replace=False)) if n > limit else np.arange(n)
     sample = x[rows] / norms[rows, None]
+    clock = time.perf_counter()
     if seeding == "k-means++":
-        km.train(sample, init_centroids=kmeans_plus_plus(sample, k, rng))
+        init = kmeans_plus_plus(sample, k, rng)
     elif seeding == "random":
-        km.train(sample)
+        init = None  # faiss draws k random training points
     else:
         raise MddError(f"Unknown K-means seeding '{seeding}'. Use k-means++ or random.")
+    seeded = time.perf_counter()
+    km.train(sample, init_centroids=init)
+    trained = time.perf_counter()
     centroids = km.centroids / np.maximum(np.linalg.norm(km.centroids, axis=1, keepdims=True), 1e-12)
     cos = np.empty((n, k), dtype=np.float32)
     for s in range(0, n, BLOCK):
@@ -120,6 +132,8 @@ def kmeans_nearest(
         score = np.where(taken, -np.inf, cos[:, c])
         chosen[c] = int(np.argmax(score))
         taken[chosen[c]] = True
+    if timings is not None:
+        timings.update(seeding=seeded - clock, train=trained - seeded, assign=time.perf_counter() - trained)
     return chosen
 
 

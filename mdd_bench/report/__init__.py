@@ -44,8 +44,13 @@ def write_report(
     baseline: str | None = None,
     log: Callable[[str], None] = lambda _: None,
     interval: str = "std",
+    gallery: bool = True,
 ) -> list[Path]:
-    """Load every result under `runs` and write the requested formats under `out`; returns the paths."""
+    """Load every result under `runs` and write the requested formats under `out`; returns the paths.
+
+    `gallery=False` leaves the distilled sets out (the galleries), so the output depends on the result
+    files alone: what a fresh checkout of committed runs (JSON only) regenerates byte for byte.
+    """
     runs, out, formats = Path(runs), Path(out), set(formats)
     frame = load_frame(runs)
     tracks = sorted(set(frame["track"]) - {TIMING_TRACK})
@@ -78,7 +83,8 @@ def write_report(
         if "markdown" in formats:
             paths.append(write_markdown(folder / f"report_{track}.md", title, tables, figures))
         paths += [p for p, _ in figures]
-        galleries = collect_galleries(runs, part["file"], log) if formats & {"figures", "html"} else []
+        drawn = gallery and formats & {"figures", "html"}
+        galleries = collect_galleries(runs, part["file"], log) if drawn else []
         pngs = (
             {g.key: write_gallery_png(g, folder / "gallery") for g in galleries}
             if "figures" in formats

@@ -298,6 +298,17 @@ class GridRun:
         return "; ".join(parts) + where + ". Rerun the same command to retry only what failed."
 
 
+def for_workers(config: RunConfig) -> RunConfig:
+    """Workers of a non-local executor may run elsewhere, in another working directory: absolute paths."""
+    if config.executor == "local":
+        return config
+    return dataclasses.replace(
+        config,
+        out=Path(config.out).resolve(),
+        data_root=None if config.data_root is None else Path(config.data_root).resolve(),
+    )
+
+
 def execute_grid(protocol: Protocol, config: RunConfig, log=print, progress: bool = True) -> GridRun:
     """Run every cell not already on disk with the configured executor; failures are recorded per cell.
 
@@ -307,13 +318,7 @@ def execute_grid(protocol: Protocol, config: RunConfig, log=print, progress: boo
     from .executors import make_executor
 
     start = time.perf_counter()
-    if config.executor != "local":
-        # Workers may run elsewhere, in another working directory: give them absolute paths.
-        config = dataclasses.replace(
-            config,
-            out=Path(config.out).resolve(),
-            data_root=None if config.data_root is None else Path(config.data_root).resolve(),
-        )
+    config = for_workers(config)
     jobs = plan_grid(protocol, config, log)
     pending = []
     for job in jobs:
@@ -449,11 +454,9 @@ def run_ablations(
     from .executors import make_executor
 
     start = time.perf_counter()
-    if config.executor != "local":
-        config = dataclasses.replace(config, out=Path(config.out).resolve())
-    plan = plan_ablations(protocol, config, groups, log)
-    pending = [j for j in plan.jobs if not j.path.exists()]
-    report = make_executor(config).run(pending, [], config, log, progress)
+    config = for_workers(config)
+    plan = plan_ablations(protocol, config, groups, log)  # its jobs are the variants not on disk
+    report = make_executor(config).run(plan.jobs, [], config, log, progress)
     for path, source, ablation in plan.copies:
         if not path.exists() and source.exists():
             log(f"same {config.methods[0]} {ablation['group']}/{ablation['variant']}: reusing {source}")

@@ -337,6 +337,9 @@ def _executor_config(config, executor: str, address: str | None, cpus_per_task: 
               help="Write the Markdown report and the CSV of every result at the end.")  # fmt: skip
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the report goes (default: OUT/report).")  # fmt: skip
+@click.option("--random-baseline/--no-random-baseline", "random_baseline", default=True, show_default=True,
+              help="Add random cells (same budgets and seeds) and a native random baseline per cell with "
+                   "extras: what improvement over random (IOR) and the score subtract.")  # fmt: skip
 def run_cmd(
     methods: str | None,
     datasets: str | None,
@@ -360,6 +363,7 @@ def run_cmd(
     quiet: bool,
     write_report_: bool,
     report_dir: Path | None,
+    random_baseline: bool,
 ) -> None:
     """Distil and evaluate every cell (method x dataset x budget x seed); finished cells are skipped."""
     import time
@@ -399,6 +403,7 @@ def run_cmd(
     )
     _executor_config(config, executor, address, cpus_per_task, gpus_per_task, ray_cpus)
     config.full_data_repetitions = full_data_repetitions
+    config.random_baseline = random_baseline
     unknown_sets = set(config.overrides) - set(names)
     if unknown_sets:
         raise MddError(f"--set names method '{sorted(unknown_sets)[0]}', which is not in --methods.")

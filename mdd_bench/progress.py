@@ -25,6 +25,7 @@ STAGES = (
     "experts",
     "distill",
     "evaluate",
+    "random baseline",
     "full-data upper bound",
     "report",
 )

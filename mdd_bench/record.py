@@ -3,6 +3,10 @@
 Schema 1 is what every result file so far holds; fields added later are optional, so older files
 still read. The runner builds a `ResultRecord` for every cell (and for the published full-data upper
 bound); `results.py` reads files back through `ResultRecord.check`.
+
+A native track that trained with extras may carry `random_baseline` (a `RandomBaseline`): N random real
+pairs trained with the same kind of extras, what the native track's improvement over random (IOR,
+`scores.py`) subtracts. Files without it still read; their native IOR is missing, never 0.
 """
 
 from __future__ import annotations
@@ -25,6 +29,23 @@ class DistillCost:
     peak_mem_mb: float | None = None
     cuda_peak_mem_mb: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RandomBaseline:
+    """`evaluation.native.random_baseline`: N random real pairs (drawn with `pairs_seed`, the draw of the
+    `random` cell of that seed) trained exactly as the set's native track trains: its learned lrs and
+    loss, and, where the set learned a similarity, one computed from `similarity_from` instead. Its
+    evaluation has the set's repetition seeds, so the two pair up repetition by repetition."""
+
+    pairs_seed: int
+    similarity_from: str | None  # where its similarity came from; None when the set learned none
+    extras_used: list[str]
+    recipe: dict[str, Any]
+    archs: list[dict[str, Any]]  # as `evaluation.<track>.archs`
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass

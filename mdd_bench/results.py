@@ -6,18 +6,33 @@ track TIMING_TRACK ("-"): it is measured once per cell, whatever the evaluation 
 with the source encoders (source=True). Cells whose method is FULL_DATA are the full-data upper bound.
 Cells whose JSON has an "ablation" key ({"group": ..., "variant": ..., optional "order": int}) carry it in
 `ablation_group` / `ablation_variant` (empty strings elsewhere) so the main tables can leave them out.
+
+Improvement over random and recovery (`scores.py`, metrics in SCORE_METRICS) get rows of their own, per
+cell (its seed) and track, on the source encoder pair only, as fractions (not percent):
+- `ior`: the cell's mean recall minus its random baseline's. Hard track: the mean over the seeds of the
+  `random` cells of the same protocol, dataset and budget (ablation cells excluded). Native track of a
+  cell that used extras: the random pairs recorded with it (`evaluation.native.random_baseline`);
+  without extras its native track is its hard one, and so is the baseline's.
+- `hlr`: the mean over the full-data cells of the same protocol and dataset minus the cell's hard-track
+  mean recall; the same number in both tracks (recovery is measured with hard labels by definition).
+- `score`: (1 + IOR / 2 - HLR / 2) / 2 from the two rows of that track.
+A row whose baseline is missing (no random cells, no full-data cell, a native track with extras but no
+recorded baseline) is left out, never written as 0; full-data cells get none. `rep_std` is the spread
+over the cell's evaluation repetitions, paired with the baseline's where it has as many repetitions.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from . import scores
 from .errors import MddError
 from .metrics import METRICS
 from .record import REQUIRED, SCHEMA
@@ -34,6 +49,8 @@ TIMING_METRICS = (
 )
 TIMING_TRACK = "-"
 FULL_DATA = "full-data"
+RANDOM = "random"
+SCORE_METRICS = scores.SCORE_METRICS
 COLUMNS = (
     "protocol",
     "dataset",
@@ -119,10 +136,10 @@ def _source_pair(result: dict[str, Any]) -> tuple[str, str]:
     return proto.get("image", {}).get("source", "?"), proto.get("text", {}).get("source", "?")
 
 
-def flatten(result: dict[str, Any], file: str) -> list[dict[str, Any]]:
-    """The long-format rows of one result file."""
+def _base(result: dict[str, Any], file: str) -> dict[str, Any]:
+    """The row fields every row of one result file shares."""
     ablation = result.get("ablation") or {}
-    base = {
+    return {
         "protocol": result["protocol"],
         "dataset": result["dataset"],
         "method": result["method"],
@@ -134,6 +151,11 @@ def flatten(result: dict[str, Any], file: str) -> list[dict[str, Any]]:
         "deterministic": bool(result.get("deterministic", False)),
         "file": file,
     }
+
+
+def flatten(result: dict[str, Any], file: str) -> list[dict[str, Any]]:
+    """The long-format rows of one result file (score rows need every file: `score_rows`)."""
+    base = _base(result, file)
     rows: list[dict[str, Any]] = []
     for track, evaluation in result["evaluation"].items():
         extras = ",".join(evaluation.get("extras_used", []))
@@ -168,10 +190,119 @@ def flatten(result: dict[str, Any], file: str) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass
+class CellRecall:
+    """What the scores need of one cell: per track, its source pair's mean recall (the seed's, and per
+    evaluation repetition; fractions), and the native track's own random baseline if it recorded one."""
+
+    base: dict[str, Any]  # the cell's row fields (protocol, dataset, method, budget, seed, ..., file)
+    image_encoder: str
+    text_encoder: str
+    seed_mean: dict[str, float]  # track -> the frame's `mean` value, as a fraction
+    runs: dict[str, np.ndarray]  # track -> mean recall per evaluation repetition
+    extras: dict[str, str]  # track -> extras used, as in the frame
+    native_baseline: tuple[float, np.ndarray] | None = None  # (seed mean, per repetition)
+
+
+def _recall(arch: dict[str, Any]) -> tuple[float, np.ndarray]:
+    """(the seed's mean recall, mean recall per repetition) as fractions; no repetitions: the mean."""
+    seed = _seed_value(arch, "mean") / 100.0
+    runs = np.array([r["mean"] for r in arch.get("runs", []) if "mean" in r], dtype=np.float64) / 100.0
+    return seed, runs if len(runs) else np.array([seed])
+
+
+def _source_arch(evaluation: dict[str, Any]) -> dict[str, Any] | None:
+    return next((a for a in evaluation.get("archs", []) if a.get("source")), None)
+
+
+def cell_recall(result: dict[str, Any], base: dict[str, Any]) -> CellRecall | None:
+    """The scores' view of one result file; None without a source-pair evaluation."""
+    recall: CellRecall | None = None
+    for track, evaluation in result["evaluation"].items():
+        arch = _source_arch(evaluation)
+        if arch is None:
+            continue
+        if recall is None:
+            recall = CellRecall(base, arch["image_encoder"], arch["text_encoder"], {}, {}, {})
+        recall.seed_mean[track], recall.runs[track] = _recall(arch)
+        recall.extras[track] = ",".join(evaluation.get("extras_used", []))
+        baseline = evaluation.get("random_baseline")
+        if track == "native" and isinstance(baseline, dict) and _source_arch(baseline) is not None:
+            recall.native_baseline = _recall(_source_arch(baseline))
+    return recall
+
+
+def _spread(per_repetition: np.ndarray | float) -> float:
+    """Sample std over repetitions; NaN below two (one value, or repetitions that could not pair)."""
+    values = np.atleast_1d(per_repetition)
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+def _paired(a: np.ndarray | float, b: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Two per-repetition arrays side by side; unequal repetitions cannot pair (NaN)."""
+    a, b = np.atleast_1d(a), np.atleast_1d(b)
+    return (a, b) if len(a) == len(b) else (np.array([math.nan]), np.array([math.nan]))
+
+
+def score_rows(cells: list[CellRecall]) -> list[dict[str, Any]]:
+    """The `ior`, `hlr` and `score` rows of every cell (see the module docstring for the baselines)."""
+    random_seeds: dict[tuple, list[float]] = {}
+    full_seeds: dict[tuple, list[float]] = {}
+    for c in cells:
+        b = c.base
+        if b["method"] == RANDOM and not b["ablation_group"]:
+            for track, value in c.seed_mean.items():
+                random_seeds.setdefault((b["protocol"], b["dataset"], b["budget"], track), []).append(value)
+        elif b["method"] == FULL_DATA and "hard" in c.seed_mean:
+            full_seeds.setdefault((b["protocol"], b["dataset"]), []).append(c.seed_mean["hard"])
+    random = {k: float(np.mean(v)) for k, v in random_seeds.items()}
+    full = {k: float(np.mean(v)) for k, v in full_seeds.items()}
+    rows: list[dict[str, Any]] = []
+    for c in cells:
+        b = c.base
+        if b["method"] == FULL_DATA:
+            continue
+        f = full.get((b["protocol"], b["dataset"]), math.nan)
+        hard = c.seed_mean.get("hard", math.nan)
+        hlr_runs = scores.hlr(f, c.runs.get("hard", np.array([math.nan])))
+        for track, x in c.seed_mean.items():
+            runs = c.runs[track]
+            if track == "native" and c.extras[track]:
+                r, r_runs = c.native_baseline or (math.nan, np.array([math.nan]))
+            else:  # no extras: the recipe is the hard one, the random cells' too
+                key = (b["protocol"], b["dataset"], b["budget"])
+                r = random.get((*key, track), random.get((*key, "hard"), math.nan))
+                r_runs = np.full(len(runs), r)
+            ior_value, hlr_value = scores.ior(x, r), scores.hlr(f, hard)
+            ior_runs = scores.ior(*_paired(runs, r_runs))
+            values = {
+                "ior": (ior_value, _spread(ior_runs)),
+                "hlr": (hlr_value, _spread(hlr_runs)),
+                "score": (
+                    scores.combined(ior_value, hlr_value),
+                    _spread(scores.combined(*_paired(ior_runs, hlr_runs))),
+                ),
+            }
+            pair = {
+                "track": track,
+                "image_encoder": c.image_encoder,
+                "text_encoder": c.text_encoder,
+                "source": True,
+                "extras": c.extras[track],
+                "repetitions": len(runs),
+            }
+            for metric, (value, spread) in values.items():
+                if not math.isnan(value):
+                    rows.append({**b, **pair, "metric": metric, "value": value, "rep_std": spread})
+    return rows
+
+
 def load_frame(runs: Path) -> pd.DataFrame:
-    """All results under `runs` as one long DataFrame (columns COLUMNS), in file order."""
+    """All results under `runs` as one long DataFrame (columns COLUMNS): each file's rows in file order,
+    then the score rows of every cell."""
     runs = Path(runs)
     rows: list[dict[str, Any]] = []
+    recalls: list[CellRecall] = []
     seen: dict[tuple, Path] = {}
     for path in result_files(runs):
         result = read_result(path)
@@ -190,7 +321,12 @@ def load_frame(runs: Path) -> pd.DataFrame:
                 f"Result files '{seen[key]}' and '{path}' are the same cell. Keep one of them under '{runs}'."
             )
         seen[key] = path
-        rows.extend(flatten(result, path.relative_to(runs).as_posix()))
+        file = path.relative_to(runs).as_posix()
+        rows.extend(flatten(result, file))
+        recall = cell_recall(result, _base(result, file))
+        if recall is not None:
+            recalls.append(recall)
+    rows.extend(score_rows(recalls))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return frame.astype(
         {"budget": int, "seed": int, "value": float, "rep_std": float, "source": bool, "repetitions": int,

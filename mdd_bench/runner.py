@@ -1,5 +1,10 @@
 """`mdd-bench run`: the grid of cells (method x dataset x budget x seed), each distilled, evaluated and
 written as one result JSON. A cell whose result exists is skipped, so an interrupted run resumes.
+
+Improvement over random (`scores.py`) needs random pairs under the same protocol, budgets and seeds:
+unless `random_baseline` is off, a grid with other methods gets `random` cells too (finished ones are
+reused like any other cell), and a cell whose native track uses extras records random pairs trained
+with the same kind of extras (`baselines.py`) in its result.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 
 from . import __version__
 from .api import DistillContext, Method
+from .baselines import native_random_baseline
 from .cache import atomic_write_json
 from .cells import BUSY, FAILED, CellJob, CellOutcome
 from .data import load_dataset
@@ -28,7 +34,7 @@ from .progress import StageClock
 from .protocol import Protocol
 from .record import DistillCost, ResultRecord
 from .registry import get_method, method_distribution
-from .results import FULL_DATA, read_result
+from .results import FULL_DATA, RANDOM, read_result
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,9 @@ class RunConfig:
     # The full-data upper bound's repetitions. None: only what the methods need (repetition 0 is the
     # coreset baselines' feature model); N: train it to N repetitions for every dataset of the grid.
     full_data_repetitions: int | None = None
+    # Improvement over random: add `random` cells to a grid of other methods, and give every native
+    # track with extras a random baseline trained with the same kind of extras.
+    random_baseline: bool = True
 
 
 class PeakMemory:
@@ -194,6 +203,11 @@ def run_cell(
                 distilled, config.archs, track, config.repetitions, seed=cell.seed, split="test"
             )
         evaluation[track] = result.to_dict()
+        if track == "native" and config.random_baseline:
+            with clock.stage("random baseline"):
+                baseline = native_random_baseline(ctx, distilled, config.archs, config.repetitions, cell.seed)
+            if baseline is not None:
+                evaluation[track]["random_baseline"] = baseline.to_dict()
     iterations = stats.iterations
     return ResultRecord(
         method=cell.method,
@@ -242,7 +256,7 @@ def plan_grid(protocol: Protocol, config: RunConfig, log=print) -> list[CellJob]
     error before any work starts rather than a failed cell.
     """
     check_tracks(config.tracks)
-    classes = {name: get_method(name) for name in config.methods}
+    classes = {name: get_method(name) for name in grid_methods(config, log)}
     for name, cls in classes.items():
         if cls.deterministic and len(config.seeds) > 1:
             log(f"note {name} is deterministic: running seed {config.seeds[0]} only")
@@ -259,6 +273,18 @@ def plan_grid(protocol: Protocol, config: RunConfig, log=print) -> list[CellJob]
                     cell = Cell(name, dataset_name, budget, seed)
                     jobs.append(CellJob(cell, proto, cls, cell.path(config.out, proto)))
     return jobs
+
+
+def grid_methods(config: RunConfig, log=print) -> list[str]:
+    """The configured methods, with `random` first when the random baseline is on and missing."""
+    methods = list(dict.fromkeys(config.methods))
+    if config.random_baseline and methods and RANDOM not in methods:
+        log(
+            f"note adding {RANDOM} cells (same budgets and seeds), the baseline of improvement over "
+            "random; --no-random-baseline leaves them out"
+        )
+        methods.insert(0, RANDOM)
+    return methods
 
 
 @dataclass
@@ -313,7 +339,9 @@ def execute_grid(protocol: Protocol, config: RunConfig, log=print, progress: boo
     """Run every cell not already on disk with the configured executor; failures are recorded per cell.
 
     Finished cells are skipped (resume), cells another run holds are left to it, and the full-data
-    upper bound is published as a result file when a reference was trained.
+    upper bound is published as a result file when a reference was trained. With the random baseline
+    on, a cached reference of any dataset of the grid is published too (the scores' HLR needs it),
+    quietly skipped where there is none.
     """
     from .executors import make_executor
 
@@ -329,12 +357,17 @@ def execute_grid(protocol: Protocol, config: RunConfig, log=print, progress: boo
     upper = _upper_bound_protocols(protocol, config) if config.full_data_repetitions else []
     executor = make_executor(config)
     report = executor.run(pending, upper, config, log, progress)
-    for proto in _protocols_with_reference(protocol, config, jobs):
+    needed = {p.data.dataset for p in _protocols_with_reference(protocol, config, jobs)}
+    for name in config.datasets:
+        if name not in needed and not config.random_baseline:
+            continue
+        proto = protocol.with_dataset(name)
         try:
-            dataset = load_dataset(proto.data.dataset, proto, config.data_root, decode=False, progress=False)
+            dataset = load_dataset(name, proto, config.data_root, decode=False, progress=False)
             publish_full_data(proto, dataset, config, log)
         except MddError as exc:
-            report.errors.append(f"publishing the full-data upper bound failed ({exc})")
+            if name in needed:
+                report.errors.append(f"publishing the full-data upper bound failed ({exc})")
     results = [read_result(job.path) for job in jobs if job.path.exists()]
     wall = time.perf_counter() - start
     return GridRun(jobs, results, report.outcomes, report.errors, report.stages, wall, executor.parallel)

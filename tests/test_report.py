@@ -160,7 +160,8 @@ def seed_stats(method: str, dataset: str, budget: int, metric: str, pair: int = 
 def test_frame_is_long_and_complete(frame: pd.DataFrame) -> None:
     assert tuple(frame.columns) == COLUMNS
     retrieval = frame[frame["track"] == "hard"]
-    assert set(retrieval["metric"]) == {*METRICS, "mean", "rsum"}
+    # random cells and a full-data upper bound: every cell also gets its scores (tests/test_scores.py)
+    assert set(retrieval["metric"]) == {*METRICS, "mean", "rsum", "ior", "hlr", "score"}
     row = retrieval[
         (retrieval["method"] == "lors")
         & (retrieval["dataset"] == "coco")
@@ -197,7 +198,7 @@ def test_seed_value_is_the_mean_over_repetitions(tmp_path: Path) -> None:
 def test_retrieval_table_layout_values_and_bold(frame: pd.DataFrame) -> None:
     table = retrieval_table(frame, "hard")
     assert table is not None
-    metrics = ["IR@1", "IR@5", "IR@10", "TR@1", "TR@5", "TR@10", "Mean"]
+    metrics = ["IR@1", "IR@5", "IR@10", "TR@1", "TR@5", "TR@10", "Mean", "IOR", "HLR", "Score"]
     assert table.columns[:2] == [("", "Pairs"), ("", "Method")]
     assert table.columns[2:] == [(d, m) for d in ("Flickr8k", "COCO") for m in metrics]
     labels = [(r[0].text, r[1].text) for r in table.rows]
@@ -364,8 +365,8 @@ def test_write_report_writes_every_format(runs: Path, tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
         assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5000
     tex = (tmp_path / "syn" / "retrieval_hard.tex").read_text()
-    assert r"\toprule" in tex and r"\cmidrule(lr){3-9}" in tex and r"\textbf{" in tex and "$\\pm$" in tex
-    assert r"\multicolumn{7}{c}{Flickr8k}" in tex and " -- " in tex
+    assert r"\toprule" in tex and r"\cmidrule(lr){3-12}" in tex and r"\textbf{" in tex and "$\\pm$" in tex
+    assert r"\multicolumn{10}{c}{Flickr8k}" in tex and " -- " in tex
     timing_tex = (tmp_path / "syn" / "timing_flickr8k.tex").read_text()
     assert r"5.67 ($\downarrow$\,92\%)" in timing_tex
     wrapper = (tmp_path / "syn" / "report_hard.tex").read_text()

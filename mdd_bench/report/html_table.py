@@ -1,6 +1,7 @@
 """One `Table` as an HTML <table>: the same cells, marks and bolding as Markdown and LaTeX, plus what the
-page's script needs: a sortable last header row, one <tbody> per row group (sorting stays within a
-budget block), each number's value for sorting, and the indices of its result files for provenance.
+page's script needs: a sortable last header row (a lower-is-better column, HLR, sorts smallest first),
+one <tbody> per row group (sorting stays within a budget block), each number's value for sorting, and
+the indices of its result files for provenance.
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ def _header(table: Table) -> str:
     last = []
     for i, col in enumerate(table.columns):
         kind = "label" if i < table.labels else "num"
-        hint = "sort: largest first, then smallest, then as printed"
+        hint, better = "sort: largest first, then smallest, then as printed", ""
         if kind == "label":
             hint = "sort: A to Z, then Z to A, then as printed"
-        last.append(f'<th class="{kind}" data-col="{i}" title="{hint}">{escape(col[-1])}</th>')
+        elif i in table.lower_better:  # the best first: smallest
+            hint, better = (
+                "sort: smallest (best) first, then largest, then as printed",
+                ' data-better="lower"',
+            )
+        last.append(f'<th class="{kind}" data-col="{i}"{better} title="{hint}">{escape(col[-1])}</th>')
     rows.append("<tr>" + "".join(last) + "</tr>")
     return "<thead>" + "".join(rows) + "</thead>"
 

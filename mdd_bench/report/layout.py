@@ -40,7 +40,9 @@ class Cell:
     def number(self) -> str:
         """The mean as shown (the value that bolding compares)."""
         assert self.mean is not None
-        return f"{self.mean:,.{self.digits}f}" if self.thousands else f"{self.mean:.{self.digits}f}"
+        text = f"{self.mean:,.{self.digits}f}" if self.thousands else f"{self.mean:.{self.digits}f}"
+        # A difference that rounds to zero (IOR of random against itself) reads 0, not -0.
+        return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
 
     def spread(self) -> str | None:
         if self.std is None or math.isnan(self.std):
@@ -78,6 +80,8 @@ class Cell:
 class Table:
     """`columns` holds one header tuple per column (outermost level first, all the same length);
     `labels` is how many leading columns are row labels. A row that starts a group gets a rule above it.
+    `lower_better` holds the indices of the columns where the smallest number is the best (bolding and
+    the HTML page's first sort follow it).
     """
 
     name: str
@@ -86,6 +90,7 @@ class Table:
     columns: list[tuple[str, ...]]
     labels: int
     rows: list[list[Cell]] = field(default_factory=list)
+    lower_better: set[int] = field(default_factory=set)
     group_starts: set[int] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
 

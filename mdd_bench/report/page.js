@@ -14,7 +14,8 @@
   showTrack(document.body.dataset.initialTrack);
 
   // Sorting: each click on a header cycles first order -> reversed -> as printed. Rows move only within
-  // their <tbody> (a budget block), and a missing number always sorts last.
+  // their <tbody> (a budget block), and a missing number always sorts last. Numbers sort best first:
+  // largest, or smallest in a column marked data-better="lower" (HLR).
   const byColumn = (col, numeric, dir) => (a, b) => {
     const x = a.cells[col], y = b.cells[col];
     if (numeric) {
@@ -34,7 +35,7 @@
       }
       th.dataset.state = String(state);
       const numeric = th.classList.contains("num");
-      const first = numeric ? -1 : 1; // numbers: largest first; labels: A to Z
+      const first = numeric && th.dataset.better !== "lower" ? -1 : 1; // largest first; labels: A to Z
       const dir = state === 1 ? first : -first;
       const order = state === 0
         ? (a, b) => Number(a.dataset.i) - Number(b.dataset.i)

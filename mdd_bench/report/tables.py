@@ -7,7 +7,12 @@ that was not run shows as missing.
 
 Bolding is a claim, so it needs the noise: the best of a column is bold only when its mean lies above
 the runner-up's 95% interval (t-quantile, n - 1 degrees of freedom); otherwise it and every cell whose
-interval reaches it are marked tied (≈), and none is bold.
+interval reaches it are marked tied (≈), and none is bold. The best is the largest number, except in the
+columns a table lists as lower-is-better (HLR).
+
+The retrieval table carries improvement over random (IOR), hard-label recovery (HLR) and their Score
+(`scores.py`) beside each dataset's recalls, as fractions, when the results have them (a random baseline
+and the full-data upper bound).
 """
 
 from __future__ import annotations
@@ -19,11 +24,20 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import METRICS
-from ..results import FULL_DATA, TIMING_TRACK
+from ..results import FULL_DATA, SCORE_METRICS, TIMING_TRACK
 from .layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, SOURCE, TIED, Cell, Table
 from .names import dataset_name, method_name, ordered_datasets, ordered_methods
 
 RETRIEVAL_COLUMNS = (*METRICS, "mean")
+SCORE_HEADERS = {"ior": "IOR", "hlr": "HLR", "score": "Score"}
+LOWER_IS_BETTER = ("hlr",)
+SCORE_DIGITS = 3
+SCORE_TEXT = (
+    "IOR: improvement over random, the mean recall minus that of N random real pairs trained the same way "
+    "(same recipe and kind of extras); HLR: hard-label recovery, the full data's mean recall minus the "
+    "set's hard-track one (lower is better; the same in both tracks); Score = (1 + IOR/2 - HLR/2)/2, in "
+    "[0, 1]. All three as fractions, per seed then over seeds; – where a baseline is missing."
+)
 _BOLD_RULE = "Bold: best of its column and budget, above the runner-up's 95% interval (else ≈ tied);"
 TRACK_TEXT = {
     "hard": "hard track (every set trained with identity targets, InfoNCE and the protocol's learning rates)",
@@ -108,30 +122,32 @@ def _cell(
 
 
 def _bold_best(table: Table, rows: list[int], columns: range | list[int]) -> None:
-    """Per column among `rows`: bold the best when its mean is above the runner-up's 95% interval, else
+    """Per column among `rows`: bold the best when its mean is beyond the runner-up's 95% interval, else
     mark the best and every cell whose interval reaches it as tied. Without a noise estimate for the
-    runner-up (one seed, one repetition) nothing can be claimed: ties at the shown precision are tied."""
+    runner-up (one seed, one repetition) nothing can be claimed: ties at the shown precision are tied.
+    The best is the largest mean, the smallest in the table's `lower_better` columns."""
     for col in columns:
+        sign = -1.0 if col in table.lower_better else 1.0  # compare sign * mean: larger is better
         cells = sorted(
             ((r, table.rows[r][col]) for r in rows if not table.rows[r][col].missing),
-            key=lambda rc: -float(rc[1].mean),
+            key=lambda rc: -sign * float(rc[1].mean),
         )
         if not cells:
             continue
-        best = float(cells[0][1].mean)
+        best = sign * float(cells[0][1].mean)
         if len(cells) == 1:
             table.rows[cells[0][0]][col] = replace(cells[0][1], bold=True)
             continue
         runner = cells[1][1]
         noise = runner.ci if runner.ci is not None and not math.isnan(runner.ci) else None
-        if noise is not None and best > float(runner.mean) + noise:
+        if noise is not None and best > sign * float(runner.mean) + noise:
             table.rows[cells[0][0]][col] = replace(cells[0][1], bold=True)
             continue
         if noise is None and cells[0][1].number() != runner.number():
             table.rows[cells[0][0]][col] = replace(cells[0][1], bold=True)
             continue
         for r, c in cells:
-            reach = float(c.mean) + (c.ci if c.ci is not None and not math.isnan(c.ci) else 0.0)
+            reach = sign * float(c.mean) + (c.ci if c.ci is not None and not math.isnan(c.ci) else 0.0)
             if r == cells[0][0] or reach >= best or c.number() == cells[0][1].number():
                 table.rows[r][col] = replace(c, marks=c.marks + TIED)
 
@@ -198,13 +214,18 @@ def _grid(frame: pd.DataFrame) -> tuple[list[str], list[int], list[str]]:
 
 
 def retrieval_table(frame: pd.DataFrame, track: str, interval: str = "std") -> Table | None:
-    """Rows budget x method (+ the full-data upper bound), columns dataset x (IR@1..TR@10, Mean)."""
-    df = _main(frame)
-    df = df[(df["track"] == track) & df["source"] & df["metric"].isin(RETRIEVAL_COLUMNS)]
+    """Rows budget x method (+ the full-data upper bound), columns dataset x (IR@1..TR@10, Mean, and IOR,
+    HLR, Score when the results have them)."""
+    main = _main(frame)
+    main = main[(main["track"] == track) & main["source"]]
+    df = main[main["metric"].isin(RETRIEVAL_COLUMNS)]
     if df.empty:
         return None
+    scored = main[main["metric"].isin(SCORE_METRICS)]
+    metrics = [*RETRIEVAL_COLUMNS, *(SCORE_METRICS if len(scored) else ())]
     methods, budgets, datasets = _grid(frame)
     stats = _agg(df[df["method"] != FULL_DATA], ["dataset", "budget", "method", "metric"])
+    stats.update(_agg(scored, ["dataset", "budget", "method", "metric"]))
     full = _agg(df[df["method"] == FULL_DATA], ["dataset", "metric"])
     files = _files(df, ["dataset", "budget", "method"])
     n_max = max((s.n for s in stats.values()), default=0)
@@ -217,10 +238,16 @@ def retrieval_table(frame: pd.DataFrame, track: str, interval: str = "std") -> T
         f"Mean of the six. Protocol {protocol}, {TRACK_TEXT.get(track, track + ' track')}, "
         f"source encoders {image} + {text}. {_seeds_text(n_max, True, interval)}"
         f"{_repetitions(df[df['method'] != FULL_DATA])}. {_BOLD_RULE} – not run."
+        + (f" {SCORE_TEXT}" if len(scored) else "")
     )
+    headers = {"mean": "Mean", **SCORE_HEADERS}
     columns = [("", "Pairs"), ("", "Method")]
-    columns += [(dataset_name(d), "Mean" if m == "mean" else m) for d in datasets for m in RETRIEVAL_COLUMNS]
-    table = Table(f"retrieval_{track}", "Image-text retrieval", caption, columns, labels=2)
+    columns += [(dataset_name(d), headers.get(m, m)) for d in datasets for m in metrics]
+    lower = {2 + k * len(metrics) + metrics.index(m) for k in range(len(datasets)) for m in LOWER_IS_BETTER
+             if m in metrics}  # fmt: skip
+    table = Table(
+        f"retrieval_{track}", "Image-text retrieval", caption, columns, labels=2, lower_better=lower
+    )
     for budget in budgets:
         first = len(table.rows)
         for i, method in enumerate(methods):
@@ -229,11 +256,12 @@ def retrieval_table(frame: pd.DataFrame, track: str, interval: str = "std") -> T
                 _cell(
                     stats.get((d, budget, method, m)),
                     n_max,
+                    SCORE_DIGITS if m in SCORE_METRICS else 1,
                     interval=interval,
                     sources=files.get((d, budget, method), ()),
                 )
                 for d in datasets
-                for m in RETRIEVAL_COLUMNS
+                for m in metrics
             ]
             table.add_row(row, new_group=i == 0)
         _bold_best(table, list(range(first, len(table.rows))), range(2, len(columns)))
@@ -243,7 +271,7 @@ def retrieval_table(frame: pd.DataFrame, track: str, interval: str = "std") -> T
         row += [
             _cell(full.get((d, m)), n_full, interval=interval, sources=full_files.get((d,), ()))
             for d in datasets
-            for m in RETRIEVAL_COLUMNS
+            for m in metrics
         ]
         table.add_row(row, new_group=True)
         seeds = f"{n_full} seed{'s' if n_full != 1 else ''}"

@@ -5,9 +5,10 @@ so a set's native recall says little until it is set against random pairs given 
 The baseline copies the set's learned lrs and loss; a learned similarity cannot be copied (it belongs
 to the set's own pairs), so the random pairs get one from the full-data reference model, the teacher a
 soft target stands for: S = (softmax_rows(Z) + softmax_cols(Z)) / 2 over the reference model's logits Z
-between the N images and N captions. S is the identity where the teacher is sure, its rows and columns
-sum to one (soft InfoNCE reads them as distributions) and its entries lie in [0, 1] (WBCE reads them as
-probabilities, the diagonal a positive above 1/2).
+between the N images and N captions. S is the identity where the teacher is sure and carries the
+identity's mass N (each row of one softmax, each column of the other sums to one), so soft InfoNCE
+reads its rows as near-distributions; its entries lie in [0, 1], so WBCE reads them as probabilities
+(a confident diagonal is a positive above 1/2).
 """
 
 from __future__ import annotations

@@ -142,7 +142,8 @@ def evaluation_work(job: CellJob, config: RunConfig) -> tuple[int, int, int]:
     """(trainings certain, trainings at most, optimiser steps at most) of one cell's evaluation.
 
     The native track retrains only a set that carries extras (a learned similarity, learning rates);
-    coreset sets never do, so for them it reuses the hard numbers.
+    coreset sets never do, so for them it reuses the hard numbers. A set with extras also trains its
+    native random baseline (`baselines.py`) unless the random baseline is off.
     """
     proto = job.protocol
     reps = config.repetitions or proto.eval.repetitions
@@ -153,9 +154,11 @@ def evaluation_work(job: CellJob, config: RunConfig) -> tuple[int, int, int]:
     )
     hard = int("hard" in config.tracks)
     native = int("native" in config.tracks and job.method_cls.family != "coreset")
+    baseline = native * int(config.random_baseline)  # extras: random pairs trained the same way
     if not hard and "native" in config.tracks:
         hard, native = 1, 0  # alone, the native track always trains
-    return hard * len(grid) * reps, (hard + native) * len(grid) * reps, (hard + native) * reps * steps
+    most = hard + native + baseline
+    return hard * len(grid) * reps, most * len(grid) * reps, most * reps * steps
 
 
 def describe_plan(protocol: Protocol, config: RunConfig) -> str:

@@ -180,7 +180,7 @@ def test_first_run_output_timing_breakdown_and_full_data_repetitions(tmp_path):
     out = tmp_path / "runs"
     res = CliRunner().invoke(cli, [*RUN, "--methods", "herding", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    timing = res.output.split("time by stage, 1 cell(s) run here:")[1]
+    timing = res.output.split("time by stage, 2 cell(s) run here:")[1]  # herding and its random baseline
     for stage in ("distill", "evaluate", "report", "total (wall)"):
         assert f"\n{stage} " in timing, timing
     report_line = next(line for line in res.output.splitlines() if line.startswith("report:"))

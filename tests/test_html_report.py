@@ -282,12 +282,25 @@ def test_page_in_a_headless_browser(browser, page: Path) -> None:
 
     # Sorting: the Mean header orders each budget block by its numbers, then reverses, then restores.
     assert _visible_mean_column(tab, "retrieval_hard") == ["Random", "Herding", "MDM"]
-    header = "div[data-track='hard'] table#t-retrieval_hard thead tr:last-child th:last-child"
+    headers = "div[data-track='hard'] table#t-retrieval_hard thead tr:last-child"
+    header = f"{headers} th:text-is('Mean')"
     tab.click(header)
     assert _visible_mean_column(tab, "retrieval_hard") == ["MDM", "Random", "Herding"]
     tab.click(header)
     assert _visible_mean_column(tab, "retrieval_hard") == ["Herding", "Random", "MDM"]
     tab.click(header)
+    assert _visible_mean_column(tab, "retrieval_hard") == ["Random", "Herding", "MDM"]
+    # The scores are sort keys too (random cells and the full data are there): Score best first, and
+    # HLR, where lower is better, smallest first.
+    tab.click(f"{headers} th:text-is('Score')")
+    assert _visible_mean_column(tab, "retrieval_hard") == ["MDM", "Random", "Herding"]
+    hlr = f"{headers} th:text-is('HLR')"
+    assert tab.get_attribute(hlr, "data-better") == "lower"
+    tab.click(hlr)
+    assert _visible_mean_column(tab, "retrieval_hard") == ["MDM", "Random", "Herding"]
+    tab.click(hlr)
+    assert _visible_mean_column(tab, "retrieval_hard") == ["Herding", "Random", "MDM"]
+    tab.click(hlr)
     assert _visible_mean_column(tab, "retrieval_hard") == ["Random", "Herding", "MDM"]
 
     # The track switch shows the other track's numbers (native = hard + NATIVE_SHIFT here).

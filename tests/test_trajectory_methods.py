@@ -70,11 +70,14 @@ def test_lors_cell_trains_native_with_its_similarity_and_lrs(tmp_path) -> None:
             "--tracks", "hard,native", "--repetitions", "1"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    (path,) = [p for p in out.rglob("b10-s0.json") if p.parent.name != "sets"]
+    (path,) = [p for p in out.rglob("b10-s0.json") if p.parent.name == "lors"]  # random/ is its baseline
     record = json.loads(path.read_text())
     native = record["evaluation"]["native"]
     assert set(native["extras_used"]) == {"learned_lr", "similarity", "loss:wbce"}
     assert record["evaluation"]["hard"]["extras_used"] == []
+    # random pairs trained the same way (its lrs, WBCE, a similarity from the reference) for the native IOR
+    assert sorted(native["random_baseline"]["extras_used"]) == sorted(native["extras_used"])
+    assert native["random_baseline"]["recipe"]["lr_img"] == pytest.approx(native["recipe"]["lr_img"])
     assert native["recipe"]["lr_img"] == pytest.approx(record["distill"]["extra"]["learned_lr_img"])
     assert record["distill"]["extra"]["similarity_bytes"] == (10 + 2 * 10 * 2) * 4
     assert record["distill"]["iterations"] == 3 and record["distill"]["time_per_iter_s"] > 0

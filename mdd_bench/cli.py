@@ -59,8 +59,9 @@ def list_protocols_cmd() -> None:
     rows = []
     for name in list_protocols():
         p = load_protocol(name)
-        rows.append([name, p.data.dataset, p.image.source, p.text.source, p.description])
-    click.echo(tabulate(rows, headers=["protocol", "dataset", "image", "text", "description"]))
+        rows.append([name, p.data.dataset, p.image.source, p.text.source, p.eval.towers, p.description])
+    headers = ["protocol", "dataset", "image", "text", "evaluation trains", "description"]
+    click.echo(tabulate(rows, headers=headers))
 
 
 @list_group.command("datasets")

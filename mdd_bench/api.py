@@ -23,10 +23,13 @@ from tqdm.auto import tqdm
 from .data.pairs import PairDataset
 from .distilled import DistilledSet
 from .errors import MddError, did_you_mean
+from .models.dual import BACKBONE
 from .protocol import Protocol
 
 # Shared artifacts a method may declare; the runner prepares them before timing the distillation.
-ARTIFACTS = ("text_features", "anchor", "reference_model", "experts")
+# `experts`: trajectories of the image encoder and text head; `head_experts`: of an image head and the
+# text head on the frozen image encoder (RepBlend's).
+ARTIFACTS = ("text_features", "anchor", "reference_model", "experts", "head_experts")
 
 
 @dataclass
@@ -149,7 +152,7 @@ class DistillContext:
         self.stats = DistillStats()
         self._reference = None
         self._reference_model: nn.Module | None = None
-        self._experts = None
+        self._experts: dict[str, Any] = {}
 
     # -------------------------------------------------------------- data
     def text_embeddings(self, split: str = "train", encoder: str | None = None) -> np.ndarray:
@@ -207,13 +210,19 @@ class DistillContext:
             self._reference_model = self.reference().load_model(self.workspace)
         return self._reference_model
 
-    def experts(self):
-        """The protocol's expert trajectories (`ExpertStore`), trained on first need."""
-        if self._experts is None:
+    def experts(self, towers: str = BACKBONE):
+        """The protocol's expert trajectories (`ExpertStore`), trained on first need.
+
+        `towers` says which parameters they train: the image encoder and text head (default), or with
+        "frozen-backbone+heads" an image head and the text head on the frozen encoder (a set of its own).
+        """
+        if towers not in self._experts:
             from .experts import ensure_experts
 
-            self._experts = ensure_experts(self.workspace, progress=self.progress_enabled)
-        return self._experts
+            self._experts[towers] = ensure_experts(
+                self.workspace, progress=self.progress_enabled, towers=towers
+            )
+        return self._experts[towers]
 
     def prepare(self, artifacts: tuple[str, ...]) -> None:
         """Build the declared artifacts up front, so distillation time excludes them."""
@@ -226,8 +235,10 @@ class DistillContext:
                 self.image_encoder()
             elif artifact == "reference_model":
                 self.reference_model()
-            elif artifact == "experts":
-                self.experts()
+            elif artifact in ("experts", "head_experts"):
+                from .experts import EXPERT_ARTIFACTS
+
+                self.experts(EXPERT_ARTIFACTS[artifact])
 
     # -------------------------------------------------------------- evaluation hook and progress
     def evaluate_on_val(self, distilled: DistilledSet, track: str = "hard", repetitions: int = 1) -> float:

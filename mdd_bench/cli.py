@@ -59,8 +59,9 @@ def list_protocols_cmd() -> None:
     rows = []
     for name in list_protocols():
         p = load_protocol(name)
-        rows.append([name, p.data.dataset, p.image.source, p.text.source, p.description])
-    click.echo(tabulate(rows, headers=["protocol", "dataset", "image", "text", "description"]))
+        rows.append([name, p.data.dataset, p.image.source, p.text.source, p.eval.towers, p.description])
+    headers = ["protocol", "dataset", "image", "text", "evaluation trains", "description"]
+    click.echo(tabulate(rows, headers=headers))
 
 
 @list_group.command("datasets")
@@ -147,6 +148,10 @@ def data_check(name: str, protocol: str, data_root: Path | None) -> None:
 @data_root_option
 @click.option("--num-experts", type=click.IntRange(min=1), default=None, help="Default: the protocol's.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: the protocol's.")
+@click.option("--towers", type=click.Choice(["backbone+text-head", "frozen-backbone+heads"]),
+              default="backbone+text-head", show_default=True,
+              help="What the experts train: the image encoder and text head (MTT-VL, TESLA, LoRS, MDM), "
+                   "or an image head and the text head on the frozen encoder (RepBlend).")  # fmt: skip
 @device_option
 @click.pass_context
 def experts_cmd(
@@ -156,9 +161,11 @@ def experts_cmd(
     data_root: Path | None,
     num_experts: int | None,
     epochs: int | None,
+    towers: str,
     device: str,
 ) -> None:
-    """Train (or resume) the expert trajectories that MTT-VL, TESLA, LoRS and MDM use.
+    """Train (or resume) the expert trajectories that MTT-VL, TESLA, LoRS, MDM (and, with
+    --towers frozen-backbone+heads, RepBlend) use.
 
     `mdd-bench experts import DIR --from lors` stores the references' expert buffers instead.
     """
@@ -172,7 +179,7 @@ def experts_cmd(
     proto = load_protocol(protocol)
     proto = proto.with_dataset(dataset) if dataset else proto
     ds = load_dataset(proto.data.dataset, proto, data_root)
-    store = ensure_experts(Workspace(proto, ds, device), num_experts, epochs)
+    store = ensure_experts(Workspace(proto, ds, device), num_experts, epochs, towers=towers)
     m = store.manifest
     click.echo(
         f"{store.num_experts} experts x epochs {m['kept_epochs']} kept (dropped {m['dropped_epochs']})"

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from .cache import atomic_write, atomic_write_json
 from .errors import MddError
+from .models.dual import BACKBONE
 
 # Optional tensors a method may ship (its "native" evaluation uses them):
 #   similarity            full learned similarity matrix [N, N] (LoRS full)
@@ -72,6 +73,12 @@ class DistilledSet:
         if "lr_img" in self.extras and "lr_txt" in self.extras:
             return float(self.extras["lr_img"]), float(self.extras["lr_txt"])
         return None
+
+    @property
+    def towers(self) -> str:
+        """Which parameters the distillation's student trained (`models.dual.TOWERS`), so which ones the
+        learned lrs are step sizes of; sets that do not say are the image encoder and text head's."""
+        return str(self.provenance.get("towers", BACKBONE))
 
     # ------------------------------------------------------------------ storage
 

@@ -97,8 +97,11 @@ def artifacts_of(proto: Protocol, config: RunConfig, jobs: list[CellJob]) -> lis
     needs = {a for j in jobs for a in j.artifacts}
     if "reference_model" in needs or config.full_data_repetitions:
         out.append(_reference(proto, config, dataset, pairs))
-    if "experts" in needs:
-        out.append(_experts(proto, config, dataset, pairs))
+    from .experts import EXPERT_ARTIFACTS
+
+    for kind, towers in EXPERT_ARTIFACTS.items():
+        if kind in needs:
+            out.append(_experts(proto, config, dataset, pairs, towers))
     return out
 
 
@@ -121,11 +124,12 @@ def _reference(proto: Protocol, config: RunConfig, dataset, pairs: int | None) -
     return Artifact(label, "cached" if not missing else f"to build: {missing} of {wanted}", steps)
 
 
-def _experts(proto: Protocol, config: RunConfig, dataset, pairs: int | None) -> Artifact:
+def _experts(proto: Protocol, config: RunConfig, dataset, pairs: int | None, towers: str) -> Artifact:
     from .experts import MANIFEST, ExpertConfig, experts_folder
+    from .models.dual import BACKBONE
     from .workspace import Workspace
 
-    spec = ExpertConfig.from_protocol(proto)
+    spec = ExpertConfig.from_protocol(proto, towers=towers)
     have = 0
     if dataset is not None:
         manifest = experts_folder(Workspace(proto, dataset, "cpu"), spec) / MANIFEST
@@ -134,7 +138,8 @@ def _experts(proto: Protocol, config: RunConfig, dataset, pairs: int | None) -> 
             have = sum(1 for i in range(spec.num_experts) if entries.get(str(i), {}).get("complete"))
     missing = spec.num_experts - have
     steps = missing * _steps(pairs, spec.batch_size, spec.epochs)
-    label = f"experts ({proto.data.dataset}), {spec.num_experts} x {spec.epochs} epochs"
+    kind = "experts" if towers == BACKBONE else "head experts (frozen image encoder)"
+    label = f"{kind} ({proto.data.dataset}), {spec.num_experts} x {spec.epochs} epochs"
     return Artifact(label, "cached" if not missing else f"to build: {missing} of {spec.num_experts}", steps)
 
 

@@ -5,6 +5,12 @@ quality alone). `native`: the method's own extras (learned similarity with its l
 sizes). Every result says which extras it used. Selection happens on val only; the reported number is
 the final epoch on test (the references pick the best of many test evaluations; we do not).
 
+What the fresh models train is the protocol's `[eval] towers`: the image encoder and the text head, or
+two heads on the frozen image encoder. Learned step sizes are step sizes of the parameters the
+distillation's student trained, so the native track uses them only when the protocol trains the same
+ones (`DistilledSet.towers`); otherwise it keeps the protocol's learning rates (and its other extras) and
+does not list `learned_lr`. (LoRS's learned NFNet step size says nothing about a fresh image head.)
+
 Each (image encoder, text encoder) pair trains with its own recipe from the protocol (chosen on val by
 `mdd-bench tune-eval`). Training depends only on the image encoder and the recipe (the distilled texts
 live in the source text space), so one trained model is scored on every text encoder that shares its
@@ -115,7 +121,7 @@ class Evaluator:
         used: list[str] = []
         if track == "native":
             lrs = distilled.learned_lrs()
-            if lrs is not None:
+            if lrs is not None and distilled.towers == self.protocol.eval.towers:
                 recipe = Recipe.from_eval(self.protocol, image, text, lr_img=lrs[0], lr_txt=lrs[1])
                 used.append("learned_lr")
             if distilled.similarity() is not None:
@@ -149,8 +155,10 @@ class Evaluator:
         seed: int,
         similarity: torch.Tensor | None = None,
     ) -> DualEncoder:
-        """A fresh pretrained model trained on `distilled` with exactly `recipe`."""
-        model = self.workspace.fresh_model(seed, image_encoder, text_dim=distilled.texts.shape[1])
+        """A fresh pretrained model (the protocol's towers) trained on `distilled` with exactly `recipe`."""
+        model = self.workspace.fresh_model(
+            seed, image_encoder, text_dim=distilled.texts.shape[1], towers=self.protocol.eval.towers
+        )
         source = TensorPairs(distilled.images.detach(), distilled.texts.detach())
         return train_dual(model, source, recipe, seed, similarity, desc=f"eval {image_encoder}")
 

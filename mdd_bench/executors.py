@@ -191,15 +191,16 @@ def _task_prepare(proto: Protocol, config: RunConfig, cpus: float) -> dict[str, 
 
 
 def _task_expert(
-    proto: Protocol, config: RunConfig, cpus: float, expert: int, *_deps: Any
+    proto: Protocol, config: RunConfig, cpus: float, expert: int, towers: str, *_deps: Any
 ) -> dict[str, float]:
-    """Ray task: one expert trajectory of the dataset's set."""
+    """Ray task: one expert trajectory of the dataset's set (of the given towers)."""
     from .experts import ExpertConfig, ensure_expert
 
     clock = StageClock()
     workspace = _worker_workspace(proto, config, cpus, clock)
     with clock.stage("experts"):
-        ensure_expert(workspace, expert, ExpertConfig.from_protocol(proto), progress=False)
+        spec = ExpertConfig.from_protocol(proto, towers=towers)
+        ensure_expert(workspace, expert, spec, progress=False)
     return clock.seconds
 
 
@@ -304,15 +305,18 @@ class RayExecutor:
             prep = prepare_task.remote(proto, config, cpus)
             names[prep] = f"data and text features of {name}"
             artifacts[(name, "prepare")] = [prep]
-            if "experts" in needs:
-                from .experts import ExpertConfig
+            from .experts import EXPERT_ARTIFACTS, ExpertConfig
 
+            for kind, towers in EXPERT_ARTIFACTS.items():
+                if kind not in needs:
+                    continue
                 refs = [
-                    expert_task.remote(proto, config, cpus, i, prep)
+                    expert_task.remote(proto, config, cpus, i, towers, prep)
                     for i in range(ExpertConfig.from_protocol(proto).num_experts)
                 ]
-                names.update({r: f"expert {i} of {name}" for i, r in enumerate(refs)})
-                artifacts[(name, "experts")] = refs
+                label = "expert" if kind == "experts" else "head expert"
+                names.update({r: f"{label} {i} of {name}" for i, r in enumerate(refs)})
+                artifacts[(name, kind)] = refs
             reps = (config.full_data_repetitions or 0) if proto in upper else 0
             if "reference_model" in needs or reps:
                 ref = reference_task.remote(proto, config, cpus, max(1, reps), prep)
@@ -321,7 +325,7 @@ class RayExecutor:
         cells = {}
         for job in jobs:
             deps = list(artifacts[(job.cell.dataset, "prepare")])
-            for artifact in ("experts", "reference_model"):
+            for artifact in ("experts", "head_experts", "reference_model"):
                 if artifact in job.artifacts:
                     deps += artifacts[(job.cell.dataset, artifact)]
             cells[cell_task.remote(job, config, cpus, *deps)] = (job, deps)

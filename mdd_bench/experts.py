@@ -5,6 +5,12 @@ head over the frozen text encoder's cached embeddings, and trains with symmetric
 protocol's temperature, plain SGD (no momentum, no weight decay) as in the references' `buffer.py`.
 Parameters are stored at epoch 0 and after every epoch up to `keep_epochs`.
 
+Which parameters train is part of the configuration (`towers`): the default trains the image encoder
+and the text head (MTT-VL, TESLA, LoRS, MDM); `frozen-backbone+heads` trains a fresh image head and the
+text head on the frozen anchor (RepBlend's `buffer.py`), so its `image` vector is the image head alone.
+Each is its own content-addressed set, built and read the same way (`ctx.experts(towers)`; the
+`head_experts` artifact).
+
 Storage: one safetensors file per (expert, epoch) holding two flat float32 vectors, `image` (the
 image encoder's parameters, in `named_parameters` order) and `text` (the projection head's), plus the
 image encoder's buffers. Files are memory-mapped on read, so a start/target pair costs milliseconds,
@@ -28,12 +34,14 @@ from .anchors import anchor_key
 from .cache import atomic_write, atomic_write_json, cache_dir, stable_hash
 from .errors import MddError
 from .locks import artifact_lock
-from .models.dual import DualEncoder
+from .models.dual import BACKBONE, FROZEN, TOWERS, DualEncoder
 from .training import Recipe, train_dual
 from .workspace import MODALITIES, Workspace, flatten, layout, unflatten
 
 EXPERTS_VERSION = 2  # 2: the image vector includes the image projection
 MANIFEST = "manifest.json"
+# Artifacts a method may declare (api.ARTIFACTS) -> the tower layout its experts train.
+EXPERT_ARTIFACTS = {"experts": BACKBONE, "head_experts": FROZEN}
 
 
 @dataclass(frozen=True)
@@ -44,13 +52,20 @@ class ExpertConfig:
     lr: float
     batch_size: int
     real_augment: bool = False
+    towers: str = BACKBONE  # which parameters train (models.dual.TOWERS)
 
     @classmethod
     def from_protocol(
-        cls, protocol, num_experts: int | None = None, epochs: int | None = None
+        cls,
+        protocol,
+        num_experts: int | None = None,
+        epochs: int | None = None,
+        towers: str = BACKBONE,
     ) -> ExpertConfig:
         spec = protocol.experts
         epochs = epochs or spec.epochs
+        if towers not in TOWERS:
+            raise MddError(f"Unknown expert towers '{towers}'. Use one of: {', '.join(TOWERS)}.")
         config = cls(
             num_experts or spec.num_experts,
             epochs,
@@ -58,6 +73,7 @@ class ExpertConfig:
             spec.lr,
             spec.batch_size,
             spec.real_augment,
+            towers,
         )
         if config.num_experts < 1 or config.epochs < 1:
             raise MddError("Experts need --num-experts >= 1 and --epochs >= 1.")
@@ -110,6 +126,11 @@ class ExpertStore:
         """Epochs stored for every expert (0 = the anchor with a fresh head)."""
         return list(self.manifest["kept_epochs"])
 
+    @property
+    def towers(self) -> str:
+        """Which parameters these experts trained (manifests written before the option: the default)."""
+        return str(self.manifest["training"].get("towers", BACKBONE))
+
     def path(self, expert: int, epoch: int) -> Path:
         if expert not in self.complete_experts:
             raise MddError(f"Expert {expert} is not trained (have {self.complete_experts}).")
@@ -135,7 +156,8 @@ class ExpertStore:
             }
 
     def state_dict(self, expert: int, epoch: int) -> dict[str, torch.Tensor]:
-        """A `DualEncoder` state dict (image tower parameters and buffers, text projection)."""
+        """A `DualEncoder` state dict (image tower parameters and buffers, text projection; with a frozen
+        backbone, its buffers but not its parameters, which are the anchor's)."""
         image, text = self.flat(expert, epoch)
         layout = self.manifest["layout"]
         return {
@@ -148,7 +170,7 @@ class ExpertStore:
         image, text = self.flat(expert, epoch)
         layout = self.manifest["layout"]
         return workspace.model_from_flat(
-            image, text, layout["image"], layout["text"], self.buffers(expert, epoch)
+            image, text, layout["image"], layout["text"], self.buffers(expert, epoch), towers=self.towers
         )
 
     @property
@@ -161,8 +183,15 @@ def snapshot_name(expert: int, epoch: int) -> str:
 
 
 def experts_folder(workspace: Workspace, config: ExpertConfig) -> Path:
+    """The set's folder: the protocol's name, the dataset, and a hash of everything that shapes a
+    trajectory (which parameters train included; the default is left out of the hash so sets stored
+    before the option keep their key). The name is cosmetic: a protocol inheriting (`base = ...`) an
+    identical expert configuration finds its base's set instead of training the same experts again.
+    """
     p, ds = workspace.protocol, workspace.dataset
     training = {k: v for k, v in asdict(config).items() if k != "num_experts"}
+    if training["towers"] == BACKBONE:
+        del training["towers"]
     key = stable_hash(
         [
             EXPERTS_VERSION,
@@ -176,7 +205,9 @@ def experts_folder(workspace: Workspace, config: ExpertConfig) -> Path:
             [p.model.temperature, p.model.projection_dim],
         ]
     )
-    return cache_dir("experts") / f"{p.name}-{ds.name}-{key}"
+    tag = "" if config.towers == BACKBONE else "-heads"
+    folders = [cache_dir("experts") / f"{name}-{ds.name}{tag}-{key}" for name in p.lineage]
+    return next((f for f in folders if f.exists()), folders[0])
 
 
 def ensure_experts(
@@ -184,13 +215,14 @@ def ensure_experts(
     num_experts: int | None = None,
     epochs: int | None = None,
     progress: bool = True,
+    towers: str = BACKBONE,
 ) -> ExpertStore:
     """Train whatever experts are missing (resuming an interrupted set) and return the store.
 
     The folder key covers everything that shapes a trajectory but the expert count, so asking for
     more experts later extends the same set.
     """
-    config = ExpertConfig.from_protocol(workspace.protocol, num_experts, epochs)
+    config = ExpertConfig.from_protocol(workspace.protocol, num_experts, epochs, towers)
     for expert in range(config.num_experts):
         ensure_expert(workspace, expert, config, progress)
     return ExpertStore(experts_folder(workspace, config))
@@ -215,7 +247,7 @@ def ensure_expert(workspace: Workspace, expert: int, config: ExpertConfig, progr
             stale.unlink()  # an interrupted expert is retrained from scratch
         for stale in folder.glob(f".expert{expert:03d}_*.tmp"):
             stale.unlink()  # half-written snapshots of a killed writer
-        model = workspace.fresh_model(seed=10_000 + expert)
+        model = workspace.fresh_model(seed=10_000 + expert, towers=config.towers)
         model_layout = {m: layout(model, m) for m in MODALITIES}
         source = workspace.real_pairs("train", 20_000 + expert if config.real_augment else None)
         scores: dict[str, float] = {}

@@ -104,8 +104,17 @@ class PairRecipe:
     full_lr_img: PositiveFloat | None = None
 
 
+# What the evaluation trains (mirrors `models.dual.TOWERS`): the image encoder and a text head (MTT-VL's,
+# LoRS's, MDM's recipe), or two heads on a frozen image encoder (RepBlend's).
+Towers = Literal["backbone+text-head", "frozen-backbone+heads"]
+DEFAULT_TOWERS = "backbone+text-head"
+
+
 @dataclass(frozen=True)
 class EvalSpec:
+    # Which parameters the evaluation trains (`Towers`); lr_img is the image encoder's or the image
+    # head's learning rate accordingly.
+    towers: Towers = DEFAULT_TOWERS
     epochs: PositiveInt = 100
     optimizer: Literal["sgd"] = "sgd"
     lr_img: PositiveFloat = 0.1
@@ -164,9 +173,13 @@ class Protocol:
     bases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings. `[eval] towers` is left out at its default, so every protocol written before the
+        option keeps its hash (and its cached references and tuning logs)."""
         out = dataclasses.asdict(self)
         out.pop("source")
         out.pop("bases")
+        if out["eval"]["towers"] == DEFAULT_TOWERS:
+            del out["eval"]["towers"]
         return out
 
     @property

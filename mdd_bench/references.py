@@ -3,6 +3,9 @@
 Its first repetition's trained model is kept: later issues use it as the feature model of the
 herding and k-center baselines, and the forgetting statistics recorded while it trains (per-pair
 correctness against a fixed gallery, every epoch) rank pairs for the forgetting baseline.
+
+It trains what the protocol's evaluation trains (`[eval] towers`): under a frozen-backbone protocol the
+upper bound is two heads trained on every pair, and the coreset baselines' feature model is that model.
 """
 
 from __future__ import annotations
@@ -91,7 +94,8 @@ class FullDataReference:
         return np.load(self.forgetting_path)
 
     def load_model(self, workspace: Workspace) -> DualEncoder:
-        return workspace.load_model(load_file(str(self.model_path)), self.result["image_encoder"])
+        state = load_file(str(self.model_path))
+        return workspace.load_model(state, self.result["image_encoder"], workspace.protocol.eval.towers)
 
 
 def reference_folder(p: Protocol, ds: PairDataset, image_encoder: str | None = None) -> Path:
@@ -133,7 +137,7 @@ def train_full_data(
 ) -> DualEncoder:
     """One full-data training run (every training pair, `full_data_recipe`; `lr_img` overrides its lr)."""
     source = workspace.real_pairs("train", 30_000 + seed if real_augment else None)
-    model = workspace.fresh_model(seed, image_encoder)
+    model = workspace.fresh_model(seed, image_encoder, towers=workspace.protocol.eval.towers)
     recipe = full_data_recipe(workspace.protocol, image_encoder, lr_img)
     desc = f"full data {image_encoder} rep {seed}"
     return train_dual(model, source, recipe, seed, None, recorder, progress, desc)

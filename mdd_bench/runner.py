@@ -140,6 +140,7 @@ ARTIFACT_STAGES = {
     "anchor": "anchor",
     "reference_model": "reference model",
     "experts": "experts",
+    "head_experts": "experts",
 }
 
 

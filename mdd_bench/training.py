@@ -147,7 +147,8 @@ def train_dual(
     progress: bool = False,
     desc: str = "train",
 ) -> DualEncoder:
-    """SGD with two parameter groups (image encoder, text head), step decay, shuffled batches.
+    """SGD with two parameter groups (what the image and the text tower train: the image encoder, or
+    with a frozen backbone the image head; the text head), step decay, shuffled batches.
 
     Runs on the model's device (batches are moved there). A last batch of one pair is dropped:
     contrastive losses need at least two pairs.
@@ -157,11 +158,8 @@ def train_dual(
     dsa_generator = torch.Generator().manual_seed(seed + 7919) if recipe.dsa else None
     optimiser = torch.optim.SGD(
         [
-            {
-                "params": [*model.image_encoder.parameters(), *model.image_projection.parameters()],
-                "lr": recipe.lr_img,
-            },
-            {"params": model.text_projection.parameters(), "lr": recipe.lr_txt},
+            {"params": [p for _, p in model.trained_parameters("image")], "lr": recipe.lr_img},
+            {"params": [p for _, p in model.trained_parameters("text")], "lr": recipe.lr_txt},
         ],
         lr=recipe.lr_img,
         momentum=recipe.momentum,

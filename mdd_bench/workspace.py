@@ -20,13 +20,14 @@ from .data.pairs import PairDataset
 from .data.text_features import split_embeddings
 from .errors import MddError
 from .metrics import retrieval_metrics
-from .models.dual import DualEncoder
+from .models.dual import BACKBONE, TRAINED_PARTS, DualEncoder
 from .protocol import Protocol
 from .training import RealPairs, embed_images, embed_texts
 
 # The modalities of a flat parameter vector: the image tower (encoder + optional image head) and the
-# text head. Expert snapshots and merged models use this split.
-MODALITIES = {"image": ("image_encoder", "image_projection"), "text": ("text_projection",)}
+# text head. Expert snapshots and merged models use this split; with a frozen backbone the image vector
+# is the image head alone (`TRAINED_PARTS`, by the model's `towers`).
+MODALITIES = TRAINED_PARTS[BACKBONE]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -50,12 +51,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def named_parameters(model: DualEncoder, modality: str) -> list[tuple[str, nn.Parameter]]:
-    """Parameters of one modality with their `DualEncoder` state-dict names, in a fixed order."""
-    return [
-        (f"{part}.{name}", param)
-        for part in MODALITIES[modality]
-        for name, param in getattr(model, part).named_parameters()
-    ]
+    """The parameters one modality trains, with their `DualEncoder` state-dict names, in a fixed order."""
+    return model.trained_parameters(modality)
 
 
 def flatten(model: DualEncoder, modality: str) -> torch.Tensor:
@@ -120,9 +117,17 @@ class Workspace:
         return pretrained_image_encoder(name, self.protocol, self.progress, self.device)
 
     def fresh_model(
-        self, seed: int, image_encoder: str | None = None, text_dim: int | None = None
+        self,
+        seed: int,
+        image_encoder: str | None = None,
+        text_dim: int | None = None,
+        towers: str = BACKBONE,
     ) -> DualEncoder:
-        """A new two-tower model on the workspace's device; the head's random init is drawn from `seed`."""
+        """A new two-tower model on the workspace's device; the heads' random init is drawn from `seed`.
+
+        `towers` defaults to the layout the methods distil with and the experts train; the evaluation
+        passes the protocol's (`[eval] towers`).
+        """
         encoder = self.image_encoder(image_encoder)
         torch.manual_seed(seed)
         model = DualEncoder(
@@ -130,12 +135,22 @@ class Workspace:
             text_dim or self.text_dim,
             self.protocol.model.temperature,
             self.protocol.model.projection_dim,
+            towers,
         )
         return model.to(self.device)
 
-    def load_model(self, state: dict[str, torch.Tensor], image_encoder: str | None = None) -> DualEncoder:
-        """A model with the given state dict, in eval mode, on the device."""
-        model = self.fresh_model(seed=0, image_encoder=image_encoder)
+    def load_model(
+        self, state: dict[str, torch.Tensor], image_encoder: str | None = None, towers: str = BACKBONE
+    ) -> DualEncoder:
+        """A model with the given state dict, in eval mode, on the device.
+
+        A frozen backbone is not part of what trains, so a state without its parameters (an expert
+        snapshot of the heads) takes them from the pretrained encoder.
+        """
+        model = self.fresh_model(seed=0, image_encoder=image_encoder, towers=towers)
+        if model.towers != BACKBONE:
+            fixed = {f"image_encoder.{k}": v for k, v in model.image_encoder.state_dict().items()}
+            state = {**fixed, **state}
         model.load_state_dict(state)
         return model.eval()
 
@@ -147,11 +162,12 @@ class Workspace:
         text_layout: Sequence[Sequence[Any]],
         buffers: dict[str, torch.Tensor] | None = None,
         image_encoder: str | None = None,
+        towers: str = BACKBONE,
     ) -> DualEncoder:
         """A model from flat per-modality vectors (expert checkpoints, merges of them)."""
         state = {**unflatten(image, image_layout), **unflatten(text, text_layout)}
         state.update(buffers or {})
-        return self.load_model(state, image_encoder)
+        return self.load_model(state, image_encoder, towers)
 
     # ---------------------------------------------------------------------------------- scoring
     def score(self, model: DualEncoder, split: str, text_encoder: str | None = None) -> dict[str, float]:

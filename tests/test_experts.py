@@ -136,3 +136,39 @@ def test_expert_key_follows_real_augmentation(evaluator):
     plain = experts_folder(evaluator.workspace, ExpertConfig.from_protocol(evaluator.protocol))
     augmented = experts_folder(evaluator.workspace, ExpertConfig.from_protocol(protocol))
     assert plain != augmented
+
+
+def test_head_experts_are_a_set_of_their_own_that_trains_only_the_heads(evaluator, store):
+    from mdd_bench.anchors import pretrained_image_encoder
+    from mdd_bench.models.dual import FROZEN
+
+    ws = evaluator.workspace
+    normal = experts_folder(ws, ExpertConfig.from_protocol(evaluator.protocol))
+    frozen_config = ExpertConfig.from_protocol(evaluator.protocol, towers=FROZEN)
+    assert experts_folder(ws, frozen_config) != normal and "-heads-" in experts_folder(ws, frozen_config).name
+    assert dataclasses.replace(frozen_config, towers=store.towers) == ExpertConfig.from_protocol(ws.protocol)
+    with pytest.raises(MddError, match="Unknown expert towers"):
+        ExpertConfig.from_protocol(evaluator.protocol, towers="heads")
+
+    heads = ensure_experts(ws, num_experts=1, epochs=1, progress=False, towers=FROZEN)
+    assert heads.folder != store.folder and heads.towers == FROZEN and store.towers == "backbone+text-head"
+    assert all(name.startswith("image_projection.") for name, _ in heads.manifest["layout"]["image"])
+    start, end = heads.flat(0, 0), heads.flat(0, 1)
+    assert not torch.equal(start[0], end[0]) and not torch.equal(start[1], end[1])  # both heads trained
+    model = heads.load_model(ws, 0, 1)
+    assert model.towers == FROZEN
+    head = torch.cat([p.detach().reshape(-1) for p in model.image_projection.parameters()])
+    assert torch.equal(head, end[0])
+    anchor = pretrained_image_encoder(ws.protocol.image.source, ws.protocol, progress=False)
+    encoder = model.image_encoder.state_dict()
+    assert all(torch.equal(v, encoder[k]) for k, v in anchor.state_dict().items())  # never trained
+
+
+def test_a_derived_protocol_with_the_same_expert_config_reuses_its_bases_set(evaluator, store):
+    from mdd_bench.protocol import load_protocol
+
+    frozen_eval = load_protocol("smoke-frozen")  # base = "smoke", only [eval] differs
+    ws = Workspace(frozen_eval, evaluator.dataset, progress=False)
+    assert experts_folder(ws, ExpertConfig.from_protocol(frozen_eval)) == store.folder
+    other = dataclasses.replace(ExpertConfig.from_protocol(frozen_eval), lr=0.05)  # a config of its own
+    assert experts_folder(ws, other).name.startswith("smoke-frozen-")

@@ -138,9 +138,11 @@ def test_a_different_start_is_noted(tmp_path, workspace):
 def test_cli_experts_is_a_group_that_still_trains_and_imports(tmp_path, workspace):
     help_text = CliRunner().invoke(cli, ["experts", "--help"])
     assert help_text.exit_code == 0 and "import" in help_text.output and "--num-experts" in help_text.output
-    # A protocol file of its own, so the smoke store other tests train stays theirs.
+    # A protocol file with an expert configuration of its own (stores are keyed by content: a derived
+    # protocol with its base's configuration would share the base's store), so the store the other
+    # tests fill stays theirs.
     toml = tmp_path / "import.toml"
-    toml.write_text(f'base = "smoke"\nname = "smoke-import"\n[experts]\nlr = {LR}\n')
+    toml.write_text(f'base = "smoke"\nname = "smoke-import"\n[experts]\nlr = {LR}\nbatch_size = 32\n')
     spec = load_protocol(toml).experts
     write_buffers(tmp_path / "b", workspace, 1, spec.epochs + 1)
     # Options of the group count for `import` too.

@@ -24,11 +24,14 @@ def error(name_or_path: str | Path) -> str:
     return message
 
 
+PACKAGED = ["cpu", "cpu-frozen", "paper", "paper-frozen", "smoke", "smoke-frozen"]
+
+
 def test_packaged_names() -> None:
-    assert list_protocols() == ["cpu", "paper", "smoke"]
+    assert list_protocols() == PACKAGED
 
 
-@pytest.mark.parametrize("name", ["cpu", "paper", "smoke"])
+@pytest.mark.parametrize("name", PACKAGED)
 def test_packaged_protocols_are_sane(name: str) -> None:
     p = load_protocol(name)
     assert isinstance(p, Protocol) and p.name == name and p.source == name and p.description
@@ -146,4 +149,43 @@ def test_hash_follows_settings_not_source(tmp_path: Path) -> None:
     assert dataclasses.replace(smoke, budgets=(10, 30)).hash != smoke.hash
     assert smoke.with_dataset("flickr8k").hash != smoke.hash
     assert smoke.with_dataset("shapes").hash == smoke.hash
-    assert len({load_protocol(n).hash for n in list_protocols()}) == 3
+    assert len({load_protocol(n).hash for n in list_protocols()}) == len(list_protocols())
+
+
+@pytest.mark.parametrize("base", ["cpu", "paper", "smoke"])
+def test_frozen_protocols_change_only_what_the_evaluation_trains(base: str) -> None:
+    parent, frozen = load_protocol(base), load_protocol(f"{base}-frozen")
+    assert frozen.lineage == (f"{base}-frozen", base)
+    assert parent.eval.towers == "backbone+text-head" and frozen.eval.towers == "frozen-backbone+heads"
+    mine, theirs = frozen.to_dict(), parent.to_dict()
+    for section in ("data", "image", "text", "model", "experts"):
+        assert mine[section] == theirs[section], section
+    assert mine["budgets"] == theirs["budgets"] and mine["seeds"] == theirs["seeds"]
+    # the evaluation differs in its towers; cpu-frozen also drops cpu's per-pair lrs, chosen for a
+    # trainable encoder (its own are to be tuned), and turns DSA on for every pair, as cpu's recipes
+    changed = {k for k in mine["eval"] if mine["eval"][k] != theirs["eval"].get(k)}
+    assert changed == ({"towers", "dsa", "recipes"} if base == "cpu" else {"towers"})
+    if base == "cpu":
+        ev = frozen.eval
+        assert (ev.lr_img, ev.lr_txt, ev.dsa, ev.recipes) == (0.1, 0.1, True, ())
+
+
+def test_default_towers_keep_the_hashes_of_protocols_written_before_the_option() -> None:
+    # computed before `[eval] towers` existed; results, references and tuning logs are keyed by them
+    before = {"cpu": "573c70134ec01bb2", "paper": "d7a269ef39ebb429", "smoke": "9795a6cdf9c4f757"}
+    assert {name: load_protocol(name).hash for name in before} == before
+    assert "towers" not in load_protocol("cpu").to_dict()["eval"]
+    assert load_protocol("cpu-frozen").to_dict()["eval"]["towers"] == "frozen-backbone+heads"
+
+
+def test_towers_values(tmp_path: Path) -> None:
+    from typing import get_args
+
+    from mdd_bench.models.dual import TOWERS
+    from mdd_bench.protocol import Towers
+
+    assert get_args(Towers) == TOWERS
+    path = tmp_path / "p.toml"
+    path.write_text('name = "x"\nbase = "smoke"\n[eval]\ntowers = "frozen-backbone"\n')
+    message = error(path)
+    assert "[eval] towers = 'frozen-backbone'" in message and "backbone+text-head" in message

@@ -1,17 +1,19 @@
-"""The trajectory-matching family's shared method: MTT-VL, TESLA and LoRS differ only in a few switches.
+"""The trajectory-matching family's shared method: MTT-VL, TESLA, LoRS and RepBlend differ in a few switches.
 
 Each iteration takes an expert's epoch-s checkpoint theta_0 and its epoch-(s+M) checkpoint theta_T,
 runs a functional student K SGD steps on synthetic mini-batches from theta_0 with learnable step
 sizes (one per modality), and moves pixels, text embeddings, step sizes (and a learned similarity)
 to bring the student's end point to theta_T (`trajectory.match_distance`). What differs:
 
-| switch | MTT-VL | TESLA (WBCE) | LoRS |
-|---|---|---|---|
-| gradient | full unroll (`unroll`) | constant memory (`tesla_backward`) | constant memory |
-| student loss | InfoNCE | WBCE against I | WBCE against the learned S |
-| batches | a fresh random batch per step | cycling permutation | cycling permutation |
+| switch | MTT-VL | TESLA (WBCE) | LoRS | RepBlend |
+|---|---|---|---|---|
+| gradient | full unroll (`unroll`) | constant memory (`tesla_backward`) | constant memory | constant memory |
+| student loss | InfoNCE | WBCE against I | WBCE against the learned S | as LoRS, on blended head inputs |
+| batches | a fresh random batch per step | cycling permutation | cycling permutation | cycling |
+| towers (what trains) | image encoder + text head | as MTT-VL | as MTT-VL | 2 heads, frozen encoder |
 
-A method file sets those class attributes and its per-protocol defaults, nothing else.
+A method file sets those class attributes and its per-protocol defaults; a method whose student steps
+differ (RepBlend) subclasses `TrajectoryRun` and overrides `step_losses`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 from ..api import DistillContext, HParams, Method
 from ..distilled import DistilledSet
 from ..errors import MddError
+from ..models.dual import BACKBONE
 from ..training import batch_loss
 from .init import initial_pairs
 from .loop import DistillLoop
@@ -32,7 +35,7 @@ from .merge import ExpertBank
 from .similarity import Similarity
 from .student import FunctionalStudent
 from .synthetic import SyntheticSet
-from .trajectory import BatchSchedule, TrajectorySampler, match_distance, tesla_backward, unroll
+from .trajectory import BatchSchedule, StepLoss, TrajectorySampler, match_distance, tesla_backward, unroll
 
 
 @dataclass
@@ -72,6 +75,13 @@ class TrajectoryMatching(Method):
     gradient: ClassVar[Literal["unroll", "tesla"]] = "tesla"
     student_loss: ClassVar[Literal["infonce", "wbce"]] = "wbce"
     batch_order: ClassVar[Literal["cycle", "fresh"]] = "cycle"
+    # What the experts and the student train (`models.dual.TOWERS`); with a frozen backbone the method
+    # must declare the `head_experts` artifact instead of `experts`.
+    towers: ClassVar[str] = BACKBONE
+
+    def make_run(self, ctx: DistillContext, budget: int) -> TrajectoryRun:
+        """One run's state; a method with its own student steps returns a `TrajectoryRun` subclass."""
+        return TrajectoryRun(ctx, self, budget)
 
     def similarity(self, syn: SyntheticSet, generator: torch.Generator) -> Similarity:
         """The student's targets: the identity unless the method learns a similarity (LoRS)."""
@@ -85,12 +95,13 @@ class TrajectoryMatching(Method):
 
     def distill(self, ctx: DistillContext, budget: int) -> DistilledSet:
         hp = self.hparams
-        run = TrajectoryRun(ctx, self, budget)
+        run = self.make_run(ctx, budget)
         provenance = {
             "data_init": hp.data_init,
             "init_indices": run.chosen,
             "eval_loss": self.student_loss,
             "similarity": run.similarity.kind,
+            "towers": self.towers,  # whose step sizes lr_img/lr_txt are (evaluate.py)
         }
         loop = DistillLoop(
             ctx,
@@ -126,7 +137,7 @@ class TrajectoryRun:
         if hp.syn_steps < 1 or hp.syn_batch < 2:
             raise MddError("syn_steps must be >= 1 and syn_batch >= 2 (a contrastive step needs two pairs).")
         ws = ctx.workspace
-        bank = ExpertBank(ctx.experts(), ctx.device)
+        bank = ExpertBank(ctx.experts(method.towers), ctx.device)
         images, texts, self.chosen = initial_pairs(ws, budget, hp.data_init, ctx.seed)
         self.syn = SyntheticSet(images, texts, ctx.device)
         generator = torch.Generator().manual_seed(ctx.seed + 53)
@@ -142,7 +153,9 @@ class TrajectoryRun:
             hp.momentum,
             [(list(self.lrs.values()), hp.lr_lr), (self.similarity.params, method.similarity_lr())],
         )
-        self.student = FunctionalStudent(ws.fresh_model(ctx.seed + 61).train(), bank.layout)
+        self.student = FunctionalStudent(
+            ws.fresh_model(ctx.seed + 61, towers=method.towers).train(), bank.layout
+        )
         self.sampler = TrajectorySampler(bank, hp.max_start_epoch, hp.expert_epochs, ctx.seed)
         self.schedule = BatchSchedule(self.syn.size, hp.syn_batch, method.batch_order, ctx.seed + 67)
         temperature = hp.temperature or ctx.protocol.model.temperature
@@ -160,10 +173,15 @@ class TrajectoryRun:
 
         return loss_at
 
+    def step_losses(self, batches: list[torch.Tensor]) -> tuple[StepLoss, StepLoss | None]:
+        """(the step loss with its graph to the synthetic tensors, an optional cheaper one for the
+        trajectory pass of `tesla_backward`); one iteration's closures over its `batches`."""
+        return self.step_loss(batches), None
+
     def step(self, _: int = 0) -> torch.Tensor:
         hp = self.hp
         _, _, start, target = self.sampler.next()
-        loss_at = self.step_loss(self.schedule.steps(hp.syn_steps))
+        loss_at, trajectory_loss = self.step_losses(self.schedule.steps(hp.syn_steps))
         self.optimiser.zero_grad(set_to_none=True)
         if self.method.gradient == "unroll":
             final = unroll(loss_at, start, self.lrs, hp.syn_steps, create_graph=True)
@@ -177,7 +195,9 @@ class TrajectoryRun:
             value = float(loss.detach())
         else:
             leaves = [self.syn.images, self.syn.texts, *self.similarity.params]
-            result = tesla_backward(loss_at, start, target, self.lrs, hp.syn_steps, leaves, hp.normaliser)
+            result = tesla_backward(
+                loss_at, start, target, self.lrs, hp.syn_steps, leaves, hp.normaliser, trajectory_loss
+            )
             value, per = result.loss, result.per_modality
         if hp.grad_clip > 0:
             self.syn.clip_grad(hp.grad_clip)

@@ -4,6 +4,10 @@ Trajectory matching differentiates through SGD steps of a student, so the studen
 must be ordinary tensors in a graph, not module parameters. One persistent `DualEncoder` supplies the
 architecture (and its buffers); `torch.func.functional_call` runs it at any flat vectors laid out as
 the expert store's (`workspace.named_parameters` order), so expert checkpoints plug in directly.
+
+With a frozen backbone (`towers = frozen-backbone+heads`) the flat vectors are the two heads; the
+backbone is a fixed function of the pixels (`backbone_features`), whose output the heads take
+(`encode(..., from_features=True)`), so a method can work on the heads' inputs (RepBlend blends them).
 """
 
 from __future__ import annotations
@@ -58,14 +62,37 @@ class FunctionalStudent:
         return out
 
     def encode(
-        self, theta: Flat, images: torch.Tensor, texts: torch.Tensor
+        self, theta: Flat, images: torch.Tensor, texts: torch.Tensor, from_features: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unit-norm image and text features of the model at `theta`."""
-        return torch.func.functional_call(self.model, self.params(theta), (images, texts))
+        """Unit-norm image and text features of the model at `theta`; with `from_features`, `images`
+        are the frozen backbone's features and only the heads run."""
+        if from_features:
+            self._check_frozen()
+        return torch.func.functional_call(
+            self.model, self.params(theta), (images, texts), {"from_features": from_features}
+        )
 
     def logits(
-        self, theta: Flat, images: torch.Tensor, texts: torch.Tensor, scale: float | None = None
+        self,
+        theta: Flat,
+        images: torch.Tensor,
+        texts: torch.Tensor,
+        scale: float | None = None,
+        from_features: bool = False,
     ) -> torch.Tensor:
         """scale * cos(image_i, text_j); the scale defaults to 1 / temperature (the experts' scale)."""
-        image_features, text_features = self.encode(theta, images, texts)
+        image_features, text_features = self.encode(theta, images, texts, from_features)
         return (1.0 / self.temperature if scale is None else scale) * image_features @ text_features.T
+
+    def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen image encoder's pooled features (its own fixed parameters, eval mode); the graph
+        to `images` is kept when they require grad."""
+        self._check_frozen()
+        return self.model.image_encoder(images)
+
+    def _check_frozen(self) -> None:
+        if any(not n.startswith("image_projection.") for n, _ in self.entries["image"]):
+            raise MddError(
+                "This student trains its image encoder: its image features depend on theta, so they "
+                "cannot be computed apart from it (only a frozen-backbone student's can)."
+            )

@@ -102,6 +102,7 @@ def tesla_backward(
     steps: int,
     inputs: Sequence[torch.Tensor],
     normaliser: str = "per-modality",
+    trajectory_loss: StepLoss | None = None,
 ) -> MatchResult:
     """Accumulate d match_distance / d(inputs, lrs) into `.grad` in memory independent of `steps`.
 
@@ -113,6 +114,10 @@ def tesla_backward(
     stored per step. Each step's random state (dropout) is replayed in pass 2, so it recomputes exactly
     pass 1's g_k (the reference draws new dropout masks there). The lr gradient is that of the same
     loss (same normaliser) through theta_K = theta_0 - eta G, G held constant.
+
+    Pass 1 needs each step's gradient in theta only, so `trajectory_loss`, when given, replaces
+    `step_loss` there: the same value with no graph to the inputs (cheaper; e.g. a frozen backbone run
+    under no_grad). It must draw the same random numbers in the same order as `step_loss`.
     """
     if normaliser not in NORMALISERS:
         raise MddError(f"Unknown normaliser '{normaliser}'. Use one of: {', '.join(NORMALISERS)}.")
@@ -122,10 +127,11 @@ def tesla_backward(
     states = []
     theta = {m: start[m].detach().clone() for m in keys}
     total = {m: torch.zeros_like(theta[m]) for m in keys}
+    first = trajectory_loss or step_loss
     for k in range(steps):
         states.append(_rng_state(device))
         live = {m: theta[m].requires_grad_(True) for m in keys}
-        grads = _grads(step_loss(live, k), live, create_graph=False)
+        grads = _grads(first(live, k), live, create_graph=False)
         with torch.no_grad():
             theta = {m: live[m].detach() - eta[m] * grads[m] for m in keys}
             for m in keys:

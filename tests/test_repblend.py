@@ -233,9 +233,11 @@ def test_repblend_cell_distils_n_pairs_and_evaluates_on_both_tracks_and_protocol
             "--tracks", "hard,native", "--repetitions", "1", "--quiet"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    (path,) = [p for p in out.rglob("b10-s0.json") if p.parent.name != "sets"]
+    (path,) = [p for p in out.rglob("b10-s0.json") if p.parent.name == "repblend"]  # random/: its baseline
     record = json.loads(path.read_text())
     assert record["distill"]["iterations"] == 3
+    baseline = record["evaluation"]["native"]["random_baseline"]  # random pairs with the same kind of help
+    assert set(baseline["extras_used"]) == {"similarity", "loss:wbce"}
     distilled = DistilledSet.load(record["distilled_set"])
     assert distilled.size == 10 and distilled.towers == FROZEN
     assert {"lr_img", "lr_txt", "sim_diag", "sim_left", "sim_right", "sim_alpha"} <= set(distilled.extras)

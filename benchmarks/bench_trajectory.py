@@ -1,10 +1,13 @@
-"""Trajectory matching: graph memory against syn_steps, and time per iteration of lors vs mdm, in one run.
+"""Per-iteration cost of every distillation method, in one run: graph memory against syn_steps, and time
+and memory per iteration of mdm, lors, tesla, mtt-vl and repblend at each budget, as ratios to lors.
 
 Memory: the peak bytes of tensors held for backward during one iteration (counted through autograd's
 saved-tensor hooks, so it is exact and the same on every machine), plus the CUDA peak on a GPU.
 TESLA and LoRS must stay flat as syn_steps grows (constant-memory gradient); MTT-VL grows (full unroll).
-Time: the median step of each method at each budget, with MDM's ratio to LoRS (the poster reports
-MDM at about 0.32x LoRS per iteration at 100 pairs, on a GPU at 224 px).
+Time: the median step of each method at each budget, with every method's ratio to LoRS (the poster
+reports MDM at about 0.32x LoRS per iteration at 100 pairs, on a GPU at 224 px); memory: the same
+saved-for-backward peak of one step at each budget. Ratios are taken within one run (shared machines
+are noisy across runs).
 
     python benchmarks/bench_trajectory.py --protocol cpu --steps-grid 4,8,16 --budgets 100,200,500
 """
@@ -20,7 +23,6 @@ from mdd_bench.methods.mdm import MDM, MDMState
 
 from mdd_bench.api import DistillContext
 from mdd_bench.data import load_dataset
-from mdd_bench.distill.matching import TrajectoryRun
 from mdd_bench.protocol import load_protocol
 from mdd_bench.registry import get_method
 
@@ -66,7 +68,7 @@ def trajectory_run(name: str, protocol, dataset, budget: int, device: str, overr
     method = get_method(name).for_protocol(protocol, overrides, budget)
     ctx = DistillContext(protocol, dataset, seed=0, device=device, progress=False)
     ctx.prepare(method.artifacts)
-    return TrajectoryRun(ctx, method, budget), ctx
+    return method.make_run(ctx, budget), ctx
 
 
 def main() -> None:
@@ -98,20 +100,27 @@ def main() -> None:
             cuda_text = f"{cuda:12.1f}" if cuda is not None else "           -"
             print(f"{name:7s}  {steps:9d}  {saved.peak / 2**20:8.2f}  {cuda_text}")
 
-    print(f"\nTime per iteration (median of {args.iterations} after 2 warm-up steps), seconds")
-    print("budget     lors    tesla   mtt-vl      mdm   mdm/lors")
+    names = ("lors", "tesla", "mtt-vl", "repblend", "mdm")
+    print(f"\nPer iteration at each budget: median seconds of {args.iterations} steps after 2 warm-up steps,")
+    print("and MB saved for backward by one step; (x) = ratio to lors")
+    print("budget  " + "  ".join(f"{n:>22s}" for n in names))
     hp = MDM.for_protocol(protocol).hparams
     for budget in (int(b) for b in args.budgets.split(",")):
-        row = {}
-        for name in ("lors", "tesla", "mtt-vl"):
-            run, ctx = trajectory_run(name, protocol, dataset, budget, args.device, {})
-            row[name] = timed(run.step, args.iterations, ctx.device)
-        ctx = DistillContext(protocol, dataset, seed=0, device=args.device, progress=False)
-        row["mdm"] = timed(MDMState(ctx, hp, budget).step, args.iterations, ctx.device)
-        print(
-            f"{budget:6d}  {row['lors']:7.3f}  {row['tesla']:7.3f}  {row['mtt-vl']:7.3f}  "
-            f"{row['mdm']:7.3f}  {row['mdm'] / row['lors']:9.2f}"
-        )
+        row: dict[str, tuple[float, float]] = {}
+        for name in names:
+            if name == "mdm":
+                ctx = DistillContext(protocol, dataset, seed=0, device=args.device, progress=False)
+                step = MDMState(ctx, hp, budget).step
+            else:
+                run, ctx = trajectory_run(name, protocol, dataset, budget, args.device, {})
+                step = run.step
+            seconds = timed(step, args.iterations, ctx.device)
+            with SavedBytes() as saved:
+                step()
+            row[name] = (seconds, saved.peak / 2**20)
+        base_s, base_mb = row["lors"]
+        cells = [f"{s:.3f}s ({s / base_s:.2f}x) {mb:6.1f}MB" for s, mb in row.values()]
+        print(f"{budget:6d}  " + "  ".join(f"{c:>22s}" for c in cells))
 
 
 if __name__ == "__main__":

@@ -506,7 +506,9 @@ def publish_full_data(protocol: Protocol, dataset, config: RunConfig, log=print)
 
     It is not trained here: methods that need the reference model pay for its first repetition, and
     `run --full-data-repetitions N` for more. The file lists every repetition finished (the report says
-    how many) and is rewritten when more have finished since.
+    how many) and is rewritten when more have finished since; never by a cache holding fewer
+    repetitions than the published file (a fresh machine's one-repetition reference must not replace
+    committed results).
     """
     from .references import reference_folder
 
@@ -521,6 +523,12 @@ def publish_full_data(protocol: Protocol, dataset, config: RunConfig, log=print)
         except (OSError, ValueError, KeyError, IndexError):
             published = None
         if published == ref["runs"]:
+            return path
+        if published and len(published) >= len(ref["runs"]):
+            log(
+                f"full-data upper bound: kept {path} ({len(published)} repetitions); this cache has "
+                f"{len(ref['runs'])} (--full-data-repetitions {len(published) + 1} trains more)"
+            )
             return path
     arch = {k: ref[k] for k in ("image_encoder", "text_encoder", "seeds", "runs", "source", "mean", "std")}
     hard = {"track": "hard", "split": "test", "extras_used": [], "recipe": ref["recipe"], "archs": [arch]}

@@ -202,3 +202,48 @@ def test_cuda_peak_memory_reaches_the_result(tmp_path, monkeypatch):
     result = json.loads((out / "smoke" / "shapes" / "random" / "b10-s0.json").read_text())
     assert result["distill"]["cuda_peak_mem_mb"] == 123.0
     assert runner.PeakMemory(torch.device("cpu")).cuda_peak_mb is None
+
+
+def test_a_cache_with_fewer_repetitions_never_replaces_a_published_upper_bound(tmp_path, monkeypatch) -> None:
+    """A fresh machine's one-repetition reference must not overwrite committed three-repetition results."""
+    from types import SimpleNamespace
+
+    from mdd_bench import references
+    from mdd_bench.protocol import load_protocol
+    from mdd_bench.runner import RunConfig, publish_full_data
+
+    protocol = load_protocol("smoke")
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    monkeypatch.setattr(references, "reference_folder", lambda p, ds: folder)
+
+    def cache_with(means: list[float]) -> None:
+        runs = [{"mean": m} for m in means]
+        ref = {
+            "pairs": 120,
+            "image_encoder": "test_nfnet",
+            "text_encoder": "minilm",
+            "seeds": list(range(len(runs))),
+            "runs": runs,
+            "source": True,
+            "mean": {"mean": sum(means) / len(means)},
+            "std": {},
+            "recipe": {},
+        }
+        (folder / "result.json").write_text(json.dumps(ref))
+
+    def published(path) -> list[float]:
+        return [r["mean"] for r in json.loads(path.read_text())["evaluation"]["hard"]["archs"][0]["runs"]]
+
+    config = RunConfig(methods=["random"], datasets=["shapes"], budgets=[10], out=tmp_path / "runs")
+    dataset = SimpleNamespace(name="shapes")
+    cache_with([70.0, 71.0, 72.0])
+    path = publish_full_data(protocol, dataset, config, log=lambda _: None)
+    assert published(path) == [70.0, 71.0, 72.0]
+    cache_with([75.0])  # another machine's cache: one repetition
+    notes: list[str] = []
+    assert publish_full_data(protocol, dataset, config, log=notes.append) == path
+    assert published(path) == [70.0, 71.0, 72.0] and "kept" in notes[0]
+    cache_with([70.0, 71.0, 72.0, 73.0])  # more repetitions finished: rewritten
+    publish_full_data(protocol, dataset, config, log=lambda _: None)
+    assert published(path) == [70.0, 71.0, 72.0, 73.0]

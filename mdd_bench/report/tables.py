@@ -1,6 +1,7 @@
 """The paper's tables, built from the long results frame of one protocol: retrieval, cross-architecture,
-timing and ablation. Every number is a mean (± sample std, ddof=1, or ± the 95% interval of the mean)
-over distillation seeds of per-seed values that are already means over evaluation repetitions. A
+timing and ablation; and, when a protocol's variants ran too (cpu, cpu-frozen), the protocols side by
+side. Every number is a mean (± sample std, ddof=1, or ± the 95% interval of the mean) over distillation
+seeds of per-seed values that are already means over evaluation repetitions. A
 deterministic method runs one seed; its spread and interval come from its evaluation repetitions. The
 grid of a table is the product of every method, budget and dataset seen under the protocol, so a cell
 that was not run shows as missing.

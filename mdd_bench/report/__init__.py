@@ -28,8 +28,8 @@ from .markdown import write_markdown
 from .tables import build_tables, protocol_comparison
 
 FORMATS = ("latex", "markdown", "csv", "figures", "html")
-# Six decimals in CSVs: the metrics are exact fractions of the test split, the rest is float noise (and
-# would make the bytes depend on the summation order).
+# Six decimals in CSVs: the metrics are exact fractions of the test split; the digits beyond are float
+# noise, which another machine's or library's summation order could change.
 CSV_DIGITS = 6
 
 __all__ = ["FORMATS", "parse_formats", "write_report"]

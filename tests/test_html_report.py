@@ -127,6 +127,20 @@ def page(smoke_runs: dict[str, Any]) -> Path:
     return out / "smoke" / "report.html"
 
 
+def test_galleries_and_page_regenerate_byte_for_byte(page: Path, smoke_runs: dict[str, Any]) -> None:
+    """A second report on the same runs and sets, into a sibling folder: the gallery PNGs, the figures and
+    the page (its inlined images too) have the same bytes as the first."""
+    first = page.parent.parent
+    second = smoke_runs["root"] / "out-again"
+    args = ["report", "--runs", str(smoke_runs["runs"]), "--out", str(second), "--format", "html,figures"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    files = sorted(p.relative_to(first).as_posix() for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second).as_posix() for p in second.rglob("*") if p.is_file())
+    assert "smoke/report.html" in files and any(f.startswith("smoke/gallery/") for f in files)
+    assert [f for f in files if (first / f).read_bytes() != (second / f).read_bytes()] == []
+
+
 def test_html_is_a_format_and_a_default() -> None:
     assert parse_formats("html, csv") == ["html", "csv"]
     assert "html" in FORMATS

@@ -1,13 +1,17 @@
 """`mdd-bench report` on synthetic result files written here (no training): the long frame, each table's
 structure and numbers (mean ± std over seeds, bold best, missing cells), the timing saving, ablations,
-the CSV, LaTeX, Markdown and figures, and one-line errors.
+the CSV, LaTeX, Markdown and figures, one-line errors, the comparison of a protocol with its variant
+(cpu and cpu-frozen), and that two runs of the report write the same bytes.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,8 @@ from mdd_bench.cli import cli
 from mdd_bench.errors import MddError
 from mdd_bench.metrics import METRICS
 from mdd_bench.report import parse_formats, write_report
-from mdd_bench.report.layout import DETERMINISTIC, EXTRAS, MISSING, SOURCE, TIED, Cell, Table
+from mdd_bench.report.layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, MISSING, SOURCE, TIED, Cell, Table
+from mdd_bench.report.lineage import lineage_groups, lineages, protocol_lineage
 from mdd_bench.report.tables import (
     _bold_best,
     _cell,
@@ -27,6 +32,8 @@ from mdd_bench.report.tables import (
     ablation_tables,
     build_tables,
     cross_arch_table,
+    protocol_comparison,
+    protocol_table,
     retrieval_table,
     t975,
     timing_tables,
@@ -358,6 +365,7 @@ def test_write_report_writes_every_format(runs: Path, tmp_path: Path) -> None:
         "syn/report.html",
     ):
         assert name in names, name
+    assert not [n for n in names if "protocols_" in n]  # one protocol of its lineage: nothing to compare
     csv = pd.read_csv(tmp_path / "results.csv")
     assert tuple(csv.columns) == COLUMNS and len(csv) == len(load_frame(runs))
     for stem in ("recall_vs_budget_hard", "time_vs_recall_hard", "cross_arch_hard"):
@@ -508,3 +516,133 @@ def test_csv_values_are_rounded(runs: Path, tmp_path: Path) -> None:
     lines = (tmp_path / "csv" / "results.csv").read_text().splitlines()[1:]
     assert lines and all(len(v.split(".")[-1]) <= 6 for line in lines for v in line.split(",") if "." in v
                          and v.replace(".", "").replace("-", "").isdigit())  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ protocols compared
+
+FROZEN_SHIFT = -4.0  # every number of the cpu-frozen cells: the cpu cell's plus this
+
+
+def shifted(data: dict[str, Any], shift: float) -> dict[str, Any]:
+    """A copy of a result with every recall (seed mean and repetitions, both tracks) moved by `shift`."""
+    data = json.loads(json.dumps(data))  # the native track shares the hard track's archs: copy them apart
+    for evaluation in data["evaluation"].values():
+        for arch in evaluation["archs"]:
+            arch["mean"] = {k: v + shift for k, v in arch["mean"].items()}
+            arch["runs"] = [{k: v + shift for k, v in run.items()} for run in arch["runs"]]
+    return data
+
+
+def make_lineage_runs(runs: Path) -> Path:
+    """cpu and its variant cpu-frozen: random and mdm x budgets 100/200 x seeds 0/1/2 on shapes (mdm at
+    200 ran under cpu only), a full-data cell under each; cpu-frozen's numbers are cpu's + FROZEN_SHIFT."""
+    for protocol, shift in (("cpu", 0.0), ("cpu-frozen", FROZEN_SHIFT)):
+        cells = [(m, b, s) for m in ("random", "mdm") for b in (100, 200) for s in SEEDS]
+        cells = [c for c in cells if protocol == "cpu" or c[:2] != ("mdm", 200)]
+        for method, budget, seed in [*cells, ("full-data", 0, 0)]:
+            data = shifted(result(method, "shapes", budget, seed, protocol=protocol), shift)
+            path = runs / protocol / "shapes" / method / f"b{budget}-s{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(data))
+    return runs
+
+
+@pytest.fixture(scope="module")
+def lineage_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_lineage_runs(tmp_path_factory.mktemp("lineage") / "runs")
+
+
+def test_protocols_of_one_lineage_are_grouped() -> None:
+    assert protocol_lineage("cpu-frozen") == ("cpu-frozen", "cpu")
+    assert protocol_lineage("cpu") == ("cpu",) and protocol_lineage(PROTOCOL) == (PROTOCOL,)
+    groups = lineage_groups(["cpu-frozen", PROTOCOL, "smoke", "cpu", "paper-frozen"])
+    assert groups == {"cpu": ["cpu", "cpu-frozen"]}  # smoke and paper-frozen are alone in theirs
+
+
+def test_protocol_table_puts_the_protocols_side_by_side(lineage_runs: Path) -> None:
+    frame = load_frame(lineage_runs)
+    protocols = ("cpu", "cpu-frozen")
+    table = protocol_table(frame, protocols, "hard")
+    assert table is not None and table.name == "protocols_hard"
+    assert table.columns[2:] == [("Shapes", "cpu"), ("Shapes", "cpu-frozen"), ("Shapes", "Δ cpu-frozen")]
+    cpu, frozen, delta = (table.column("Shapes", h) for h in ("cpu", "cpu-frozen", "Δ cpu-frozen"))
+    mean, std = seed_stats("mdm", "shapes", 100, "mean")
+    row = table.find_row("100", "MDM")
+    assert row[cpu].plain() == f"{mean:.1f} ± {std:.1f}"
+    assert row[frozen].plain() == f"{mean + FROZEN_SHIFT:.1f} ± {std:.1f}"
+    assert row[delta].mean == pytest.approx(FROZEN_SHIFT) and row[delta].plain() == f"{FROZEN_SHIFT:+.1f}"
+    row = table.find_row("200", "MDM")  # ran under cpu only
+    assert row[cpu].plain() != MISSING and row[frozen].plain() == MISSING and row[delta].plain() == MISSING
+    # Every cell links the result files behind it; a difference, those of both protocols.
+    assert set(row[cpu].sources) == {f"cpu/shapes/mdm/b200-s{s}.json" for s in SEEDS}
+    sources = table.find_row("100", "Random")[delta].sources
+    assert {f.split("/")[0] for f in sources} == {"cpu", "cpu-frozen"} and len(sources) == 2 * len(SEEDS)
+    full = table.find_row("all", "Full data")
+    assert full[delta].mean == pytest.approx(FROZEN_SHIFT)
+    assert FEWER_SEEDS not in full[cpu].marks + full[frozen].marks  # its one seed is all there is
+    assert any(note.startswith("cpu-frozen: cpu with the frozen image encoder") for note in table.notes)
+    assert "cpu: nfnet_l0 + bert; cpu-frozen: nfnet_l0 + bert" in table.caption
+    # The native track too; nothing to compare with one protocol.
+    assert protocol_table(frame, protocols, "native") is not None
+    assert protocol_table(frame[frame["protocol"] == "cpu"], protocols, "hard") is None
+    assert protocol_table(frame, ("cpu",), "hard") is None
+    # The tables of a protocol get it last only when it has a lineage among the results.
+    found = lineages(frame)
+    lineage = found["cpu-frozen"]
+    assert lineage.protocols == protocols and found["cpu"] is lineage and set(found) == set(protocols)
+    part = frame[frame["protocol"] == "cpu-frozen"]
+    assert build_tables(part, "hard", lineage=lineage)[-1].name == "protocols_hard"
+    assert "protocols_hard" not in [t.name for t in build_tables(part, "hard")]
+    # Its CSV: one row per protocol and cell, the difference on the variant's.
+    rows = protocol_comparison(frame, protocols, "hard")
+    assert rows is not None
+    mdm = rows[(rows["method"] == "mdm") & (rows["budget"] == "100")].set_index("protocol")
+    assert mdm.loc["cpu", "mean"] == pytest.approx(mean) and mdm.loc["cpu", "std"] == pytest.approx(std)
+    assert math.isnan(mdm.loc["cpu", "difference"]) and mdm.loc["cpu-frozen", "seeds"] == len(SEEDS)
+    assert mdm.loc["cpu-frozen", "difference"] == pytest.approx(FROZEN_SHIFT)
+    assert set(rows["budget"]) == {"100", "200", "all"}
+
+
+def test_report_writes_the_comparison_beside_each_protocol(lineage_runs: Path, tmp_path: Path) -> None:
+    write_report(lineage_runs, tmp_path, formats=["csv", "latex", "markdown", "html"])
+    for protocol in ("cpu", "cpu-frozen"):
+        folder = tmp_path / protocol
+        assert r"\input{protocols_hard}" in (folder / "report_hard.tex").read_text()
+        assert r"$\Delta$ cpu-frozen" in (folder / "protocols_hard.tex").read_text()
+        assert "## Protocols compared (cpu, cpu-frozen)" in (folder / "report_hard.md").read_text()
+        page = (folder / "report.html").read_text()
+        assert 'id="t-protocols_hard"' in page and 'id="t-protocols_native"' in page
+        # The page's provenance lists the other protocol's result files too (its cells link them).
+        data = page.split('id="mdd-sources">')[1].split("</script>")[0]
+        files = {s["file"] for s in json.loads(data.replace("<\\/", "</"))}
+        assert {"cpu/shapes/mdm/b100-s0.json", "cpu-frozen/shapes/mdm/b100-s0.json"} <= files
+        csv = pd.read_csv(folder / "protocols_hard.csv")
+        frozen = csv[(csv["protocol"] == "cpu-frozen") & (csv["method"] == "random")]
+        assert list(frozen["difference"]) == pytest.approx([FROZEN_SHIFT] * 2)
+
+
+# ----------------------------------------------------------------------------------------- determinism
+
+
+def _report_in_a_fresh_process(runs: Path, out: Path, hash_seed: str) -> None:
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    command = [sys.executable, "-m", "mdd_bench.cli", "report", "--runs", str(runs), "--out", str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_report_regenerates_byte_for_byte(tmp_path: Path) -> None:
+    """Two runs of `mdd-bench report` on the same result files, in processes with different hash seeds
+    (so any order taken from a set of strings shows), write the same files with the same bytes: every
+    format, two protocols of one lineage and one alone."""
+    runs = make_lineage_runs(make_runs(tmp_path / "runs"))
+    outputs = [tmp_path / "a", tmp_path / "b"]  # siblings: the page's relative links to the runs agree
+    for out, hash_seed in zip(outputs, ("1", "2"), strict=True):
+        _report_in_a_fresh_process(runs, out, hash_seed)
+    files = [sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) for out in outputs]
+    assert files[0] == files[1]
+    suffixes = {Path(f).suffix for f in files[0]}
+    assert {".csv", ".tex", ".md", ".png", ".pdf", ".html"} <= suffixes
+    assert "cpu-frozen/protocols_hard.csv" in files[0] and "syn/recall_vs_budget_hard.pdf" in files[0]
+    differ = [f for f in files[0] if (outputs[0] / f).read_bytes() != (outputs[1] / f).read_bytes()]
+    assert differ == []

@@ -3,7 +3,13 @@
 Layout written under `out`: `results.csv` (every number, long format, all protocols) and, per protocol,
 `<protocol>/`: one LaTeX fragment per table plus the wrapper `report_<track>.tex`, `report_<track>.md`,
 the figures as PNG and PDF, a gallery PNG per distilled set still on disk (`gallery/`), and
-`report.html`, one self-contained page with every track's tables, the figures and the galleries.
+`report.html`, one self-contained page with every track's tables, the figures and the galleries. When the
+results hold a protocol and its variant (cpu and cpu-frozen: one lineage, `lineage.py`), each of their
+folders also gets the protocols side by side: the `protocols_<track>` table in every format, and its
+numbers as `protocols_<track>.csv`.
+
+The same result files give the same bytes (the committed `reports/` regenerate exactly): no timestamps
+(PDF CreationDate is dropped), every order is the results' or a sort, floats in CSV are rounded.
 """
 
 from __future__ import annotations
@@ -17,10 +23,14 @@ from .figures import write_figures
 from .gallery import collect_galleries, write_gallery_png
 from .html import write_html
 from .latex import write_latex
+from .lineage import lineages
 from .markdown import write_markdown
-from .tables import build_tables
+from .tables import build_tables, protocol_comparison
 
 FORMATS = ("latex", "markdown", "csv", "figures", "html")
+# Six decimals in CSVs: the metrics are exact fractions of the test split; the digits beyond are float
+# noise, which another machine's or library's summation order could change.
+CSV_DIGITS = 6
 
 __all__ = ["FORMATS", "parse_formats", "write_report"]
 
@@ -66,9 +76,9 @@ def write_report(
     paths: list[Path] = []
     if "csv" in formats:
         csv = out / "results.csv"
-        # Six decimals: the metrics are exact fractions of the test split, the rest is float noise.
-        frame.round({"value": 6, "rep_std": 6}).to_csv(csv, index=False)
+        frame.round({"value": CSV_DIGITS, "rep_std": CSV_DIGITS}).to_csv(csv, index=False)
         paths.append(csv)
+    lineages_of = lineages(frame)
     for protocol in dict.fromkeys(frame["protocol"]):
         part = frame[frame["protocol"] == protocol]
         if track not in set(part["track"]):
@@ -76,7 +86,14 @@ def write_report(
             continue
         folder = out / protocol
         title = f"mdd-bench report: protocol {protocol}, {track} track"
-        tables = build_tables(part, track, baseline, interval)
+        lineage = lineages_of.get(protocol)
+        tables = build_tables(part, track, baseline, interval, lineage)
+        if lineage is not None and "csv" in formats:
+            compared = protocol_comparison(lineage.frame, lineage.protocols, track)
+            if compared is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                paths.append(folder / f"protocols_{track}.csv")
+                compared.round(CSV_DIGITS).to_csv(paths[-1], index=False)
         figures = write_figures(part, track, folder) if "figures" in formats else []
         if "latex" in formats:
             paths += write_latex(tables, folder, f"report_{track}", title, figures)
@@ -94,5 +111,7 @@ def write_report(
         if "html" in formats:
             written = {track: figures} if figures else {}
             page = folder / "report.html"
-            paths.append(write_html(page, part, runs, track, baseline, interval, written, galleries, pngs))
+            paths.append(
+                write_html(page, part, runs, track, baseline, interval, written, galleries, pngs, lineage)
+            )
     return paths

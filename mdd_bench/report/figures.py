@@ -41,12 +41,18 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+# The same results must give the same bytes (committed reports regenerate exactly): a PDF otherwise
+# carries the time it was written (CreationDate, unless SOURCE_DATE_EPOCH is set). The PNG's only text
+# is matplotlib's version ("Software"), a function of the environment like the pixels, so it stays.
+PDF_METADATA = {"CreationDate": None}
+
+
 def _save(fig: Figure, folder: Path, stem: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{stem}.png", folder / f"{stem}.pdf"]
     with rc_context({"pdf.fonttype": 42}):  # TrueType in the PDF: what paper submission systems ask for
         fig.savefig(paths[0], dpi=150)
-        fig.savefig(paths[1])
+        fig.savefig(paths[1], metadata=PDF_METADATA)
     return paths
 
 

@@ -29,6 +29,7 @@ from .figures import write_figures
 from .gallery import Gallery
 from .html_table import table_section
 from .layout import Table
+from .lineage import Lineage
 from .tables import TRACK_TEXT, build_tables
 
 
@@ -88,13 +89,17 @@ def provenance(
 
 
 def tables_by_track(
-    frame: pd.DataFrame, tracks: list[str], baseline: str | None, interval: str
+    frame: pd.DataFrame,
+    tracks: list[str],
+    baseline: str | None,
+    interval: str,
+    lineage: Lineage | None = None,
 ) -> list[tuple[str, dict[str | None, Table]]]:
     """Every table of every track, paired across tracks by name (`retrieval_hard` and `retrieval_native`
     are one entry); a table without the track in its name (timing) is shared, under None."""
     entries: dict[str, dict[str | None, Table]] = {}
     for track in tracks:
-        for table in build_tables(frame, track, baseline, interval):
+        for table in build_tables(frame, track, baseline, interval, lineage):
             suffix = f"_{track}"
             if table.name.endswith(suffix):
                 entries.setdefault(table.name[: -len(suffix)], {})[track] = table
@@ -241,17 +246,19 @@ def write_html(
     figures: dict[str, list[tuple[Path, str]]] | None = None,
     galleries: Iterable[Gallery] = (),
     gallery_pngs: dict[str, Path] | None = None,
+    lineage: Lineage | None = None,
 ) -> Path:
     """The page of one protocol's results at `path`, opened on `track`; `figures` holds figures already
     written per track (the others are drawn for the page alone), `gallery_pngs` the PNG of each gallery
-    key that was written."""
+    key that was written, `lineage` the protocols to compare it with (their result files are linked too)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     page_dir = path.parent
     present = set(frame["track"]) - {TIMING_TRACK}
     tracks = [track] + sorted(present - {track})
     protocol = frame["protocol"].iloc[0]
     files = list(dict.fromkeys(frame["file"]))
-    sources, source_ids = provenance(runs, files, page_dir)
+    others = [] if lineage is None else [f for f in dict.fromkeys(lineage.frame["file"]) if f not in files]
+    sources, source_ids = provenance(runs, files + others, page_dir)
     pngs = gallery_pngs or {}
     shown = [
         (
@@ -268,7 +275,7 @@ def write_html(
     )
     page = render_page(
         f"mdd-bench report: protocol {protocol}",
-        tables_by_track(frame, tracks, baseline, interval),
+        tables_by_track(frame, tracks, baseline, interval, lineage),
         figures_by_track(frame, tracks, figures or {}),
         shown,
         sources,

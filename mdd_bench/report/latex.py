@@ -26,6 +26,7 @@ UNICODE = {
     "±": r"$\pm$",
     "→": r"$\to$",
     "×": r"$\times$",
+    "Δ": r"$\Delta$",
     "↓": r"$\downarrow$",
     "↑": r"$\uparrow$",
     "–": "--",

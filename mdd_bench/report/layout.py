@@ -29,6 +29,7 @@ class Cell:
     marks: str = ""
     change: float | None = None  # relative change against the baseline, e.g. -0.93
     thousands: bool = False
+    signed: bool = False  # a difference: "+1.2" / "-1.2"
     ci: float | None = None  # half-width of the 95% interval of the mean (decides bolding)
     # Result files behind the number (paths relative to the runs folder): the HTML page links them.
     sources: tuple[str, ...] = ()
@@ -40,9 +41,10 @@ class Cell:
     def number(self) -> str:
         """The mean as shown (the value that bolding compares)."""
         assert self.mean is not None
-        text = f"{self.mean:,.{self.digits}f}" if self.thousands else f"{self.mean:.{self.digits}f}"
-        # A difference that rounds to zero (IOR of random against itself) reads 0, not -0.
-        return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
+        spec = ("+" if self.signed else "") + ("," if self.thousands else "") + f".{self.digits}f"
+        text = f"{self.mean:{spec}}"
+        # A difference that rounds to zero (IOR of random against itself) reads 0, not -0 or +0.
+        return text.lstrip("+-") if not text.strip("+-0.,") else text
 
     def spread(self) -> str | None:
         if self.std is None or math.isnan(self.std):

@@ -1,6 +1,7 @@
 """The paper's tables, built from the long results frame of one protocol: retrieval, cross-architecture,
-timing and ablation. Every number is a mean (± sample std, ddof=1, or ± the 95% interval of the mean)
-over distillation seeds of per-seed values that are already means over evaluation repetitions. A
+timing and ablation; and, when a protocol's variants ran too (cpu, cpu-frozen), the protocols side by
+side. Every number is a mean (± sample std, ddof=1, or ± the 95% interval of the mean) over distillation
+seeds of per-seed values that are already means over evaluation repetitions. A
 deterministic method runs one seed; its spread and interval come from its evaluation repetitions. The
 grid of a table is the product of every method, budget and dataset seen under the protocol, so a cell
 that was not run shows as missing.
@@ -26,6 +27,7 @@ import pandas as pd
 from ..metrics import METRICS
 from ..results import FULL_DATA, SCORE_METRICS, TIMING_TRACK
 from .layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, SOURCE, TIED, Cell, Table
+from .lineage import Lineage, description
 from .names import dataset_name, method_name, ordered_datasets, ordered_methods
 
 RETRIEVAL_COLUMNS = (*METRICS, "mean")
@@ -512,13 +514,146 @@ def ablation_tables(frame: pd.DataFrame, track: str, interval: str = "std") -> l
     return tables
 
 
+# ------------------------------------------------------------------------------------ protocols compared
+
+ALL_PAIRS = "all"  # the budget of the full-data upper bound in the comparison
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    """What the comparison table and its CSV share: the protocols with this track (the reference first),
+    their source-pair mean recall rows, and the seed statistics per (dataset, budget, method, protocol),
+    the full-data upper bound under budget ALL_PAIRS."""
+
+    protocols: tuple[str, ...]
+    rows: pd.DataFrame
+    stats: dict[tuple, Stat]
+
+    def difference(self, dataset: str, budget: int | str, method: str, protocol: str) -> float:
+        """Mean under `protocol` minus the mean under the reference (NaN when either is missing)."""
+        a = self.stats.get((dataset, budget, method, protocol))
+        b = self.stats.get((dataset, budget, method, self.protocols[0]))
+        return a.mean - b.mean if a is not None and b is not None and a.n and b.n else math.nan
+
+
+def _comparison(frame: pd.DataFrame, protocols: tuple[str, ...], track: str) -> _Comparison | None:
+    """None unless two of `protocols` have results in this track."""
+    df = _main(frame)
+    df = df[(df["track"] == track) & df["source"] & (df["metric"] == "mean") & df["protocol"].isin(protocols)]
+    present = tuple(p for p in protocols if p in set(df["protocol"]))
+    if len(present) < 2:
+        return None
+    full = df["method"] == FULL_DATA
+    stats = _agg(df[~full], ["dataset", "budget", "method", "protocol"])
+    stats.update(
+        {(d, ALL_PAIRS, FULL_DATA, p): s for (d, p), s in _agg(df[full], ["dataset", "protocol"]).items()}
+    )
+    return _Comparison(present, df, stats)
+
+
+def _comparison_blocks(comparison: _Comparison) -> list[tuple[int | str, list[str]]]:
+    """(budget, methods) blocks of rows: the main grid's budgets, then the full data if it ran."""
+    methods, budgets, _ = _grid(comparison.rows)
+    blocks: list[tuple[int | str, list[str]]] = [(b, methods) for b in budgets]
+    if any(m == FULL_DATA for _, _, m, _ in comparison.stats):
+        blocks.append((ALL_PAIRS, [FULL_DATA]))
+    return blocks
+
+
+def protocol_comparison(frame: pd.DataFrame, protocols: tuple[str, ...], track: str) -> pd.DataFrame | None:
+    """The comparison as tidy rows (its CSV): per dataset, budget, method and protocol, the source pair's
+    mean recall over seeds (std ddof=1, 95% interval, seeds) and its difference to the first protocol.
+    None unless two of `protocols` have results in this track."""
+    comparison = _comparison(frame, protocols, track)
+    if comparison is None:
+        return None
+    reference = comparison.protocols[0]
+    rows = []
+    for d in ordered_datasets(comparison.rows["dataset"]):
+        for budget, methods in _comparison_blocks(comparison):
+            for m in methods:
+                for p in comparison.protocols:
+                    stat = comparison.stats.get((d, budget, m, p))
+                    if stat is None or not stat.n:
+                        continue
+                    image, text = _source_pair(comparison.rows[comparison.rows["protocol"] == p])
+                    diff = comparison.difference(d, budget, m, p) if p != reference else math.nan
+                    rows.append(
+                        {"track": track, "dataset": d, "budget": str(budget), "method": m, "protocol": p,
+                         "image_encoder": image, "text_encoder": text, "mean": stat.mean, "std": stat.std,
+                         "ci95": stat.ci, "seeds": stat.n, "deterministic": stat.deterministic,
+                         "reference": reference, "difference": diff}
+                    )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def protocol_table(
+    frame: pd.DataFrame, protocols: tuple[str, ...], track: str, interval: str = "std"
+) -> Table | None:
+    """Rows budget x method (+ the full-data upper bound), columns dataset x (each protocol's mean recall
+    of the source encoders, then each variant's difference to the first protocol). `frame` holds the
+    results of every protocol of one lineage; None unless two of them have this track."""
+    comparison = _comparison(frame, protocols, track)
+    if comparison is None:
+        return None
+    (reference, *variants), df, stats = comparison.protocols, comparison.rows, comparison.stats
+    datasets = ordered_datasets(df["dataset"])
+    files = _files(df, ["dataset", "budget", "method", "protocol"])
+    full_files = _files(df[df["method"] == FULL_DATA], ["dataset", "protocol"])
+    files.update({(d, ALL_PAIRS, FULL_DATA, p): f for (d, p), f in full_files.items()})
+    n_max = max((s.n for (_, _, m, _), s in stats.items() if m != FULL_DATA), default=1)
+    n_full = max((s.n for (_, _, m, _), s in stats.items() if m == FULL_DATA), default=1)
+    extras = _extras_by_method(df)
+    encoders = "; ".join(
+        f"{p}: {' + '.join(_source_pair(df[df['protocol'] == p]))}" for p in comparison.protocols
+    )
+    deltas = ", ".join(f"Δ {v} = {v} minus {reference}" for v in variants)
+    caption = (
+        f"Protocols compared: mean test recall (%, mean of IR@1/5/10 and TR@1/5/10) of the source encoders "
+        f"({encoders}) under each protocol of one lineage, {TRACK_TEXT.get(track, track + ' track')}. "
+        f"{_seeds_text(n_max, True, interval)}{_repetitions(df[df['method'] != FULL_DATA])}; {deltas} "
+        "(the difference of the means, so its noise is both protocols'). – not run."
+    )
+    columns = [("", "Pairs"), ("", "Method")]
+    for d in datasets:
+        columns += [(dataset_name(d), p) for p in comparison.protocols]
+        columns += [(dataset_name(d), f"Δ {v}") for v in variants]
+    title = f"Protocols compared ({', '.join(comparison.protocols)})"
+    table = Table(f"protocols_{track}", title, caption, columns, labels=2)
+    for budget, methods in _comparison_blocks(comparison):
+        for k, method in enumerate(methods):
+            row = [Cell(text=str(budget) if k == 0 else ""), _method_label(method, extras)]
+            for d in datasets:
+                for p in comparison.protocols:
+                    used = files.get((d, budget, method, p), ())
+                    seeds = n_full if method == FULL_DATA else n_max
+                    row.append(
+                        _cell(stats.get((d, budget, method, p)), seeds, interval=interval, sources=used)
+                    )
+                for v in variants:
+                    used = tuple(f for p in (reference, v) for f in files.get((d, budget, method, p), ()))
+                    diff = comparison.difference(d, budget, method, v)
+                    row.append(Cell(mean=diff, signed=True, sources=used))
+            table.add_row(row, new_group=k == 0)
+    table.notes += [f"{p}: {description(p)}." for p in comparison.protocols if description(p)]
+    _notes(table, extras, n_max)
+    return table
+
+
 def build_tables(
-    frame: pd.DataFrame, track: str, baseline: str | None = None, interval: str = "std"
+    frame: pd.DataFrame,
+    track: str,
+    baseline: str | None = None,
+    interval: str = "std",
+    lineage: Lineage | None = None,
 ) -> list[Table]:
-    """Every table of one protocol's results, in the paper's order."""
+    """Every table of one protocol's results, in the paper's order; with `lineage` (the protocol has
+    variants or a base among the results), the protocols compared last."""
     tables = [retrieval_table(frame, track, interval), cross_arch_table(frame, track)]
+    compared = protocol_table(lineage.frame, lineage.protocols, track, interval) if lineage else None
     return (
         [t for t in tables if t is not None]
         + timing_tables(frame, baseline)
         + ablation_tables(frame, track, interval)
+        + ([compared] if compared is not None else [])
     )

@@ -20,3 +20,13 @@ def bench_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("MDD_BENCH_HOME", None)
     else:
         os.environ["MDD_BENCH_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    """(the smoke protocol, its shapes dataset); a test module with its own `smoke` fixture overrides it."""
+    from mdd_bench.data import load_dataset
+    from mdd_bench.protocol import load_protocol
+
+    protocol = load_protocol("smoke")
+    return protocol, load_dataset("shapes", protocol, progress=False)

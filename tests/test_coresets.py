@@ -10,17 +10,9 @@ import torch
 from mdd_bench.methods.coreset import herding, k_center
 
 from mdd_bench.api import DistillContext
-from mdd_bench.data import load_dataset
-from mdd_bench.protocol import load_protocol
 from mdd_bench.registry import get_method
 
 CORESETS = ["random", "herding", "k-center", "forgetting"]
-
-
-@pytest.fixture(scope="module")
-def smoke():
-    protocol = load_protocol("smoke")
-    return protocol, load_dataset("shapes", protocol, progress=False)
 
 
 def distil(smoke, name: str, budget: int, seed: int):

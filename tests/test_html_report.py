@@ -274,6 +274,13 @@ def browser():
         launched.close()
 
 
+def _click_cycle(tab, header: str, *orders: list[str]) -> None:
+    """Click a sortable header once per expected order and check the rows after each click."""
+    for expected in orders:
+        tab.click(header)
+        assert _visible_mean_column(tab, "retrieval_hard") == expected
+
+
 def _visible_mean_column(tab, table: str) -> list[str]:
     """Method labels of the first budget block of the visible `table` (e.g. retrieval), top to bottom."""
     return tab.eval_on_selector(
@@ -298,24 +305,18 @@ def test_page_in_a_headless_browser(browser, page: Path) -> None:
     assert _visible_mean_column(tab, "retrieval_hard") == ["Random", "Herding", "MDM"]
     headers = "div[data-track='hard'] table#t-retrieval_hard thead tr:last-child"
     header = f"{headers} th:text-is('Mean')"
-    tab.click(header)
-    assert _visible_mean_column(tab, "retrieval_hard") == ["MDM", "Random", "Herding"]
-    tab.click(header)
-    assert _visible_mean_column(tab, "retrieval_hard") == ["Herding", "Random", "MDM"]
-    tab.click(header)
-    assert _visible_mean_column(tab, "retrieval_hard") == ["Random", "Herding", "MDM"]
+    _click_cycle(
+        tab, header, ["MDM", "Random", "Herding"], ["Herding", "Random", "MDM"], ["Random", "Herding", "MDM"]
+    )
     # The scores are sort keys too (random cells and the full data are there): Score best first, and
     # HLR, where lower is better, smallest first.
     tab.click(f"{headers} th:text-is('Score')")
     assert _visible_mean_column(tab, "retrieval_hard") == ["MDM", "Random", "Herding"]
     hlr = f"{headers} th:text-is('HLR')"
     assert tab.get_attribute(hlr, "data-better") == "lower"
-    tab.click(hlr)
-    assert _visible_mean_column(tab, "retrieval_hard") == ["MDM", "Random", "Herding"]
-    tab.click(hlr)
-    assert _visible_mean_column(tab, "retrieval_hard") == ["Herding", "Random", "MDM"]
-    tab.click(hlr)
-    assert _visible_mean_column(tab, "retrieval_hard") == ["Random", "Herding", "MDM"]
+    _click_cycle(
+        tab, hlr, ["MDM", "Random", "Herding"], ["Herding", "Random", "MDM"], ["Random", "Herding", "MDM"]
+    )
 
     # The track switch shows the other track's numbers (native = hard + NATIVE_SHIFT here).
     first_number = "div[data-track]:not([hidden]) table[id^='t-retrieval'] tbody td.num"

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from mdd_bench.methods.mdm import MDM, MDMHParams, mdm_loss
 
 from mdd_bench.api import DistillContext
-from mdd_bench.data import load_dataset
 from mdd_bench.distill import kernel_energy
 from mdd_bench.errors import MddError
 from mdd_bench.models.dual import infonce
@@ -52,12 +51,6 @@ def test_loss_is_the_sum_of_the_named_terms() -> None:
     u, _ = mdm_loss(rv, rt, sv, st, dataclasses.replace(hp, loss="dis", sqrt=False, statistic="u"), 0.07)
     c, _ = mdm_loss(rv, rt, sv, st, dataclasses.replace(hp, loss="dis", sqrt=False, kernel="chordal"), 0.07)
     assert len({round(float(x), 6) for x in (v, u, c)}) == 3
-
-
-@pytest.fixture(scope="module")
-def smoke():
-    protocol = load_protocol("smoke")
-    return protocol, load_dataset("shapes", protocol, progress=False)
 
 
 def test_gradients_reach_pixels_and_texts(smoke) -> None:
@@ -196,7 +189,6 @@ def test_a_failing_variant_is_recorded_and_the_others_finish(tmp_path, monkeypat
 
 def test_cpu_lrs_are_chosen_per_budget() -> None:
     """The 500-pair cell has its own lrs (chosen on val at 500); --set still wins over them."""
-    from mdd_bench.protocol import load_protocol
 
     cpu = load_protocol("cpu")
     at100, at500 = (MDM.for_protocol(cpu, {}, b).hparams for b in (100, 500))

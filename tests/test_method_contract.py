@@ -10,17 +10,9 @@ import pytest
 import torch
 
 from mdd_bench.api import DistillContext
-from mdd_bench.data import load_dataset
-from mdd_bench.protocol import load_protocol
 from mdd_bench.registry import list_methods
 
 BUDGET = 10
-
-
-@pytest.fixture(scope="module")
-def smoke():
-    protocol = load_protocol("smoke")
-    return protocol, load_dataset("shapes", protocol, progress=False)
 
 
 @pytest.mark.parametrize("name", sorted(list_methods()))

@@ -16,7 +16,6 @@ from mdd_bench.methods.repblend import RepBlend
 
 from mdd_bench.api import DistillContext
 from mdd_bench.cli import cli
-from mdd_bench.data import load_dataset
 from mdd_bench.distill.blend import BlendPlan, BlendSampler, blend_pair, draw_plan
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError
@@ -96,12 +95,6 @@ def test_degenerate_blends() -> None:
 
 
 # ------------------------------------------------------------------------------ frozen towers
-
-
-@pytest.fixture(scope="module")
-def smoke():
-    protocol = load_protocol("smoke")
-    return protocol, load_dataset("shapes", protocol, progress=False)
 
 
 def test_frozen_towers_train_only_the_heads(smoke) -> None:

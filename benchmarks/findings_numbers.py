@@ -1,0 +1,251 @@
+"""Every number `reports/FINDINGS.md` quotes, computed from the committed result files.
+
+Seed means with their spread, differences between methods with a Welch 95% interval (seeds are the
+unit: each seed is an independent distillation and evaluation), rankings by raw recall and by
+improvement over random, cross-architecture drops, ablation orderings and timing ratios.
+
+    python benchmarks/findings_numbers.py --runs reports/cpu/runs --protocol cpu > /tmp/findings.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mdd_bench.results import load_frame
+
+SEED_CLAIMS = {  # the poster's comparisons: MDM against each trajectory method and LoRS
+    "mdm": ("mtt-vl", "tesla", "lors"),
+    "repblend": ("lors",),
+}
+CORESETS = ("random", "herding", "k-center", "forgetting")
+TIMED = ("mdm", "lors", "tesla", "mtt-vl", "repblend")
+
+
+@dataclass(frozen=True)
+class Diff:
+    """mean(a) - mean(b) over seeds with the Welch 95% interval's half-width (NaN below 2 seeds each)."""
+
+    diff: float
+    half: float
+    n_a: int
+    n_b: int
+
+    def text(self) -> str:
+        if math.isnan(self.diff):
+            return "--"
+        half = "n/a" if math.isnan(self.half) else f"{self.half:.1f}"
+        return f"{self.diff:+.1f} ± {half} (n={self.n_a}/{self.n_b})"
+
+
+def welch(a: np.ndarray, b: np.ndarray) -> Diff:
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if not len(a) or not len(b):
+        return Diff(math.nan, math.nan, len(a), len(b))
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return Diff(diff, math.nan, len(a), len(b))
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        return Diff(diff, 0.0, len(a), len(b))
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return Diff(diff, float(stats.t.ppf(0.975, dof) * se), len(a), len(b))
+
+
+def seed_values(frame: pd.DataFrame, protocol: str, track: str, metric: str = "mean") -> pd.DataFrame:
+    """(method, budget, seed) -> value on the source encoder pair, main grid only (no ablation cells)."""
+    f = frame[
+        (frame["protocol"] == protocol)
+        & (frame["track"] == track)
+        & (frame["metric"] == metric)
+        & (frame["source"].astype(bool))
+        & (frame["ablation_group"].isna() | (frame["ablation_group"] == ""))
+    ]
+    return f[["method", "budget", "seed", "value"]]
+
+
+def values_of(table: pd.DataFrame, method: str, budget: int) -> np.ndarray:
+    return table[(table["method"] == method) & (table["budget"] == budget)]["value"].to_numpy(dtype=float)
+
+
+def fmt(values: np.ndarray, digits: int = 1) -> str:
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return "--"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f} (1 seed)"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def recall_section(frame: pd.DataFrame, protocol: str, track: str) -> str:
+    recall = seed_values(frame, protocol, track)
+    ior = seed_values(frame, protocol, track, "ior")
+    methods = sorted(set(recall["method"]) - {"full-data"})
+    budgets = sorted(b for b in set(recall[recall["method"] != "full-data"]["budget"]))
+    rows = []
+    for m in methods:
+        row = [m]
+        for b in budgets:
+            row.append(f"{fmt(values_of(recall, m, b))} / IOR {fmt(100 * values_of(ior, m, b))}")
+        rows.append(row)
+    head = ["method", *[f"{b} pairs: mean recall / IOR (points)" for b in budgets]]
+    return f"### Mean recall ({track} track), mean ± std over seeds\n\n" + table(head, rows)
+
+
+def claims_section(frame: pd.DataFrame, protocol: str, track: str) -> str:
+    recall = seed_values(frame, protocol, track)
+    budgets = sorted(set(recall[recall["method"] != "full-data"]["budget"]))
+    rows = []
+    for a, others in SEED_CLAIMS.items():
+        for b_method in others:
+            row = [f"{a} − {b_method}"]
+            for b in budgets:
+                row.append(welch(values_of(recall, a, b), values_of(recall, b_method, b)).text())
+            rows.append(row)
+    head = ["difference", *[f"{b} pairs" for b in budgets]]
+    return (
+        f"### Differences of mean recall ({track} track): diff ± Welch 95% half-width over seeds\n\n"
+        + table(head, rows)
+    )
+
+
+def ranking_section(frame: pd.DataFrame, protocol: str, track: str) -> str:
+    recall = seed_values(frame, protocol, track)
+    ior = seed_values(frame, protocol, track, "ior")
+    lines = [f"### Rankings ({track} track): by raw recall and by improvement over random"]
+    for b in sorted(set(recall[recall["method"] != "full-data"]["budget"])):
+        by_raw = (
+            recall[recall["budget"] == b].groupby("method")["value"].mean().drop("full-data", errors="ignore")
+        )
+        by_ior = ior[ior["budget"] == b].groupby("method")["value"].mean()
+        raw_order = list(by_raw.sort_values(ascending=False).index)
+        ior_order = list(by_ior.sort_values(ascending=False).index)
+        moved = [m for m in raw_order if m in ior_order and raw_order.index(m) != ior_order.index(m)]
+        lines.append(
+            f"- {b} pairs: raw {' > '.join(raw_order)}; IOR {' > '.join(ior_order)}; "
+            + (f"positions differ for {', '.join(moved)}" if moved else "same order")
+        )
+    return "\n".join(lines)
+
+
+def cross_arch_section(frame: pd.DataFrame, protocol: str, track: str, budget: int = 100) -> str:
+    f = frame[
+        (frame["protocol"] == protocol)
+        & (frame["track"] == track)
+        & (frame["metric"] == "mean")
+        & (frame["budget"] == budget)
+        & (frame["ablation_group"].isna() | (frame["ablation_group"] == ""))
+    ]
+    rows = []
+    for method, g in f.groupby("method"):
+        unseen = g[~g["source"].astype(bool)]
+        if unseen.empty:
+            continue
+        source = g[g["source"].astype(bool)].groupby("seed")["value"].mean()
+        other = unseen.groupby("seed")["value"].mean()
+        seeds = source.index.intersection(other.index)
+        drop = (source[seeds] - other[seeds]).to_numpy(dtype=float)
+        relative = 100 * drop / source[seeds].to_numpy(dtype=float)
+        pairs = unseen.groupby(["image_encoder", "text_encoder"]).ngroups
+        rows.append(
+            [method, fmt(source.to_numpy()), fmt(other.to_numpy()), fmt(drop), fmt(relative), str(pairs)]
+        )
+    head = [
+        "method",
+        "source pair",
+        "mean of unseen pairs",
+        "drop (points)",
+        "drop (% of source)",
+        "unseen pairs",
+    ]
+    return f"### Cross-architecture at {budget} pairs ({track} track)\n\n" + table(head, rows)
+
+
+def timing_section(frame: pd.DataFrame, protocol: str) -> str:
+    f = frame[
+        (frame["protocol"] == protocol)
+        & (frame["track"] == "-")  # cost rows belong to the cell, not to a track
+        & (frame["ablation_group"].isna() | (frame["ablation_group"] == ""))
+    ]
+    wide = f.pivot_table(
+        index=["method", "budget", "seed"], columns="metric", values="value", aggfunc="first"
+    )
+    rows = []
+    for (method, budget), g in wide.groupby(level=["method", "budget"]):
+        if method not in TIMED or "time_per_iter_s" not in g:
+            continue
+        per_iter = g["time_per_iter_s"].to_numpy(dtype=float)
+        to_best = (g["time_per_iter_s"] * g["iters_to_best"]).to_numpy(dtype=float) / 60
+        lors = wide.xs(("lors", budget), level=["method", "budget"]) if method != "lors" else g
+        lors_per_iter = lors["time_per_iter_s"].to_numpy(dtype=float) if len(lors) else np.array([math.nan])
+        ratio = float(np.nanmean(per_iter) / np.nanmean(lors_per_iter))
+        rows.append(
+            [
+                method,
+                str(budget),
+                fmt(per_iter, 2),
+                "--" if math.isnan(ratio) else f"{ratio:.2f}",
+                fmt(to_best),
+            ]
+        )
+    head = ["method", "pairs", "time/iter (s)", "ratio to lors", "time to best (min)"]
+    return "### Distillation cost (from the grid's result files; contended runs inflate these)\n\n" + table(
+        head, rows
+    )
+
+
+def ablation_section(frame: pd.DataFrame, protocol: str, track: str) -> str:
+    f = frame[
+        (frame["protocol"] == protocol)
+        & (frame["track"] == track)
+        & (frame["metric"] == "mean")
+        & (frame["source"].astype(bool))
+        & frame["ablation_group"].notna()
+        & (frame["ablation_group"] != "")
+    ]
+    lines = [f"### Ablations ({track} track), variants by mean recall"]
+    for (group, budget), g in f.groupby(["ablation_group", "budget"]):
+        means = (
+            g.groupby("ablation_variant")["value"]
+            .agg(["mean", "std", "count"])
+            .sort_values("mean", ascending=False)
+        )
+        parts = [f"{v} {r['mean']:.1f} ± {r['std']:.1f}" for v, r in means.iterrows()]
+        lines.append(f"- {group}, {budget} pairs: " + " > ".join(parts))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=Path, default=Path("reports/cpu/runs"))
+    parser.add_argument("--protocol", default="cpu")
+    parser.add_argument("--tracks", default="hard,native")
+    args = parser.parse_args()
+    frame = load_frame(args.runs)
+    sections = []
+    for track in args.tracks.split(","):
+        sections += [
+            recall_section(frame, args.protocol, track),
+            claims_section(frame, args.protocol, track),
+            ranking_section(frame, args.protocol, track),
+            cross_arch_section(frame, args.protocol, track),
+            ablation_section(frame, args.protocol, track),
+        ]
+    sections.append(timing_section(frame, args.protocol))
+    print("\n\n".join(sections))
+
+
+if __name__ == "__main__":
+    main()

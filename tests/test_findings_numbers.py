@@ -1,0 +1,35 @@
+"""The FINDINGS script's seed comparison: Welch's interval against scipy's own, and degenerate input."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+spec = importlib.util.spec_from_file_location(
+    "findings_numbers", Path(__file__).parents[1] / "benchmarks" / "findings_numbers.py"
+)
+findings = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = findings  # dataclasses look their module up
+spec.loader.exec_module(findings)
+
+
+def test_welch_matches_scipy_interval():
+    a, b = np.array([27.1, 25.9, 28.0]), np.array([23.4, 21.0, 22.2, 24.9])
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    d = findings.welch(a, b)
+    assert d.diff == pytest.approx((ci.low + ci.high) / 2)
+    assert d.half == pytest.approx((ci.high - ci.low) / 2)
+
+
+def test_welch_degenerate_inputs():
+    one = findings.welch(np.array([20.0]), np.array([18.0, 19.0]))
+    assert one.diff == pytest.approx(1.5) and math.isnan(one.half)  # one seed: no interval
+    same = findings.welch(np.array([5.0, 5.0]), np.array([3.0, 3.0]))
+    assert same.diff == 2.0 and same.half == 0.0  # no spread at all
+    nan = findings.welch(np.array([math.nan, 4.0, 6.0]), np.array([]))
+    assert math.isnan(nan.diff) and nan.n_a == 2 and nan.n_b == 0
+    assert findings.welch(np.array([1.0, 3.0]), np.array([2.0, 2.0])).text().startswith("+0.0 ±")

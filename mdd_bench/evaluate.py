@@ -162,10 +162,29 @@ class Evaluator:
         source = TensorPairs(distilled.images.detach(), distilled.texts.detach())
         return train_dual(model, source, recipe, seed, similarity, desc=f"eval {image_encoder}")
 
-    def pair_groups(self, distilled: DistilledSet, archs: str, track: str) -> list[tuple[str, list[str]]]:
+    def pairs_of(self, archs: str, pairs: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+        """`pairs` when given (each checked against the protocol's full grid), else `archs`'s grid.
+
+        A subset lets a finished `--archs source` cell gain its missing pairs without re-evaluating the
+        ones it has: each pair trains and scores exactly as in a full evaluation (same seeds, recipe).
+        """
+        if pairs is None:
+            return arch_grid(self.protocol, archs)
+        grid = arch_grid(self.protocol, "all")
+        for pair in pairs:
+            if tuple(pair) not in grid:
+                raise MddError(
+                    f"Encoder pair {pair[0]} x {pair[1]} is not in the grid of protocol "
+                    f"'{self.protocol.name}': {', '.join(f'{i} x {t}' for i, t in grid)}."
+                )
+        return [(str(i), str(t)) for i, t in dict.fromkeys(tuple(p) for p in pairs)]
+
+    def pair_groups(
+        self, distilled: DistilledSet, archs: str, track: str, pairs: list[tuple[str, str]] | None = None
+    ) -> list[tuple[str, list[str]]]:
         """(image encoder, text encoders) groups that train identically and so share trained models."""
         groups: dict[tuple[str, str], list[str]] = {}
-        for image, text in arch_grid(self.protocol, archs):
+        for image, text in self.pairs_of(archs, pairs):
             recipe, _ = self.recipe_for(distilled, track, image, text)
             groups.setdefault((image, repr(recipe)), []).append(text)
         return [(image, texts) for (image, _), texts in groups.items()]
@@ -180,18 +199,25 @@ class Evaluator:
         repetitions: int | None = None,
         seed: int = 0,
         split: str = "test",
+        pairs: list[tuple[str, str]] | None = None,
     ) -> EvalResult:
-        """Train `repetitions` fresh models per architecture pair and score each on `split`."""
+        """Train `repetitions` fresh models per architecture pair and score each on `split`.
+
+        `pairs` (image encoder, text encoder) evaluates only those pairs of the protocol's full grid, in
+        that order, instead of `archs`'s grid; the result's `recipe` and `extras_used` stay the source
+        pair's, as in a full evaluation.
+        """
         self._check_compatible(distilled)
         reps = repetitions or self.protocol.eval.repetitions
         recipe, used = self.recipe_for(distilled, track)
         result = EvalResult(track, split, used, asdict(recipe))
-        for _, text_encoder in arch_grid(self.protocol, archs):
+        grid = self.pairs_of(archs, pairs)
+        for _, text_encoder in grid:
             self._check_text_dim(distilled, text_encoder, split)
         seeds = repetition_seeds(seed, reps, split)
         source = (self.protocol.image.source, self.protocol.text.source)
         found: dict[tuple[str, str], ArchResult] = {}
-        groups = self.pair_groups(distilled, archs, track)
+        groups = self.pair_groups(distilled, archs, track, grid)
         # The evaluate stage's bar (test only: val evaluations run inside a distillation's own bar).
         bar = tqdm(total=len(groups) * len(seeds), desc=f"evaluate {track}", unit="model", leave=False,
                    disable=not self.progress or split != "test")  # fmt: skip
@@ -209,7 +235,7 @@ class Evaluator:
                     (image_encoder, text_encoder) == source, asdict(pair_recipe),
                 )  # fmt: skip
         bar.close()
-        result.archs = [found[pair] for pair in arch_grid(self.protocol, archs)]
+        result.archs = [found[pair] for pair in grid]
         return result
 
     def _check_compatible(self, distilled: DistilledSet) -> None:

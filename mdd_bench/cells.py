@@ -4,6 +4,10 @@ Every executor (in-process or Ray) runs a cell through `execute_cell`, so the ru
 everywhere: a cell runs only under its lock; it writes its result JSON atomically and last; a cell that
 raises is recorded (a one-line `<cell>.error.txt` beside where its result would go, the traceback in
 `<cell>.log`) and the grid goes on; a rerun retries it and removes the stale error file on success.
+
+A job may also extend a finished cell (`--archs all` over a result evaluated on fewer encoder pairs):
+the same lock, log, error file and isolation, but no distillation; it evaluates the missing pairs from
+the set saved beside the result and rewrites the result atomically (`runner.extend_cell`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ class CellJob:
     # {"group", "variant", "order"} key its result carries.
     overrides: dict[str, str] = field(default_factory=dict, compare=False)
     ablation: dict[str, Any] | None = field(default=None, compare=False)
+    # An extension of a finished cell: the (image, text) encoder pairs its result lacked when planned
+    # (rechecked under the lock); empty for a cell to distil and evaluate.
+    extend: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def label(self) -> str:
@@ -65,8 +72,18 @@ class CellJob:
         return self.path.parent / "sets" / self.path.stem
 
     @property
+    def announce(self) -> str:
+        """The line an executor says when it starts the job."""
+        if not self.extend:
+            return f"run  {self.label}"
+        count = len(self.extend)
+        pairs = f"{count} unseen pair{'s' if count != 1 else ''}"
+        return f"extend {self.label}: evaluating {pairs} from its saved set"
+
+    @property
     def artifacts(self) -> tuple[str, ...]:
-        return tuple(self.method_cls.artifacts)
+        """The method's artifacts; an extension distils nothing, so it needs none of them."""
+        return () if self.extend else tuple(self.method_cls.artifacts)
 
     def previous_error(self) -> str | None:
         """The error line a failed earlier attempt left, if any."""
@@ -131,15 +148,16 @@ def execute_cell(
     with try_cell_lock(job.path) as held:
         if not held:
             return CellOutcome(job, BUSY)
-        if job.path.exists():  # finished by another run between our look and the lock
-            return CellOutcome(job, FINISHED)
+        if job.path.exists() and not _still_to_extend(job, config):
+            return CellOutcome(job, FINISHED)  # finished (or extended) by another run since we looked
         # A killed earlier attempt may have left temporary files; nobody else writes them now.
         for target in (job.path, job.error_path, job.set_base.with_suffix(".safetensors"),
                        job.set_base.with_suffix(".json")):  # fmt: skip
             remove_stale_temps(target)
         log = CellLog(job.log_path)
         clock = StageClock(on_stage=on_stage, on_done=lambda name, s: log(f"  {name}: {s:.1f} s"))
-        log(f"start {job.label} (protocol {job.protocol.name}, device {config.device})")
+        start = job.announce if job.extend else f"start {job.label}"
+        log(f"{start} (protocol {job.protocol.name}, device {config.device})")
         try:
             result = _run(job, config, datasets, clock, progress)
             from .cache import atomic_write_json
@@ -156,15 +174,25 @@ def execute_cell(
         return CellOutcome(job, DONE, None, clock.seconds)
 
 
+def _still_to_extend(job: CellJob, config: RunConfig) -> bool:
+    """Whether an extension job's result still lacks pairs (another run may have added them)."""
+    from .runner import extension_job
+
+    return bool(job.extend) and extension_job(job, config) is not None
+
+
 def _run(
     job: CellJob, config: RunConfig, datasets: DatasetCache, clock: StageClock, progress: bool
 ) -> dict[str, Any]:
     from .api import DistillContext
-    from .runner import run_cell
+    from .runner import extend_cell, run_cell
 
     with clock.stage("data"):
         dataset = datasets.get(job.protocol)
     cell = job.cell
+    if job.extend and job.path.exists():
+        ctx = DistillContext(job.protocol, dataset, seed=cell.seed, device=config.device, progress=progress)
+        return extend_cell(job, config, ctx, clock)
     overrides = {**config.overrides.get(cell.method, {}), **job.overrides}
     method = job.method_cls.for_protocol(job.protocol, overrides, cell.budget)
     ctx = DistillContext(job.protocol, dataset, seed=cell.seed, device=config.device, progress=progress)

@@ -458,9 +458,11 @@ def _run_and_report(proto, config, quiet: bool, report_dir: Path | None, started
         except Exception as exc:  # the results stand; the report can be rebuilt with `mdd-bench report`
             click.echo(f"no report: {exc}")
         run.stages["report"] = time.perf_counter() - start
-    ran = sum(o.status == "done" for o in run.outcomes)
+    ran = sum(o.status == "done" and not o.job.extend for o in run.outcomes)
+    extended = sum(o.status == "done" and bool(o.job.extend) for o in run.outcomes)
     summed = " (seconds summed over parallel tasks)" if run.parallel else ""
-    click.echo(f"\ntime by stage, {ran} cell(s) run here{summed}:")
+    also = f", {extended} extended with encoder pairs" if extended else ""
+    click.echo(f"\ntime by stage, {ran} cell(s) run here{also}{summed}:")
     rows = breakdown_rows(run.stages, time.perf_counter() - started, other=not run.parallel)
     click.echo(tabulate(rows, headers=["stage", "seconds", "share"]))
     finished = f"{len(run.results)} of {len(run.jobs)} cells of this grid finished"

@@ -1,8 +1,9 @@
 """`mdd-bench run --dry-run`: what a run would do, read from disk alone; nothing is built or trained.
 
 Before a grid of hours a user wants to see which cells are done, which will run (and which failed
-before), which shared artifacts are cached and which will be built first, and how much training that
-is: distillations, evaluation trainings and their optimiser steps, artifact trainings.
+before), which finished ones `--archs all` extends with the encoder pairs they lack, which shared
+artifacts are cached and which will be built first, and how much training that is: distillations,
+evaluation trainings and their optimiser steps, artifact trainings.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from .errors import MddError
 from .evaluate import arch_grid
 from .locks import is_locked
 from .protocol import Protocol
-from .runner import RunConfig, plan_grid
+from .results import read_result
+from .runner import RunConfig, extension_job, missing_pairs, plan_grid
 from .training import Recipe
 
 CAPTIONS_PER_SHAPES_IMAGE = 5
@@ -32,13 +34,35 @@ class Artifact:
     steps: int = 0  # optimiser steps of the training it needs (0: none, or not a training)
 
 
-def cell_status(job: CellJob) -> str:
-    if job.path.exists():
+def cell_status(job: CellJob, extension: CellJob | None = None) -> str:
+    """done, running elsewhere, to run or (`extension`: the job extending a finished cell) to extend."""
+    if job.path.exists() and extension is None:
         return "done"
     if is_locked(job.path):
         return "running elsewhere"
+    state = "to run"
+    if extension is not None:
+        saved = job.set_base.with_name(job.set_base.name + ".safetensors").is_file()
+        missing = "" if saved else ", saved set missing"  # it would fail: sets are not committed
+        state = f"to extend: {len(extension.extend)} encoder pair(s){missing}"
     error = job.previous_error()
-    return f"to run (failed before: {error})" if error else "to run"
+    return f"{state} (failed before: {error})" if error else state
+
+
+def extension_work(job: CellJob, config: RunConfig) -> tuple[int, int]:
+    """(evaluation trainings, optimiser steps) of extending a finished cell: its missing pairs only, at
+    the repetitions its result records; no distillation, no random baseline (it stays source-only)."""
+    result = read_result(job.path)
+    proto, trainings, steps = job.protocol, 0, 0
+    for track, pairs in missing_pairs(result, proto, config.tracks).items():
+        source = next((a for a in result["evaluation"][track]["archs"] if a.get("source")), {})
+        reps = len(source.get("seeds", [])) or proto.eval.repetitions
+        trainings += len(pairs) * reps
+        steps += reps * sum(
+            Recipe.from_eval(proto, image, text).epochs * math.ceil(job.cell.budget / proto.eval.batch_size)
+            for image, text in pairs
+        )
+    return trainings, steps
 
 
 def _dataset(proto: Protocol, config: RunConfig):
@@ -169,13 +193,18 @@ def evaluation_work(job: CellJob, config: RunConfig) -> tuple[int, int, int]:
 def describe_plan(protocol: Protocol, config: RunConfig) -> str:
     """The dry run's text: cells with their status, the artifacts, the estimate of the work."""
     jobs = plan_grid(protocol, config, log=lambda _: None)
-    statuses = [cell_status(j) for j in jobs]
+    extensions = {j: extension_job(j, config) for j in jobs}
+    statuses = [cell_status(j, extensions[j]) for j in jobs]
     todo = [j for j, s in zip(jobs, statuses, strict=True) if s.startswith("to run")]
+    extend: list[CellJob] = [
+        e for j, s in zip(jobs, statuses, strict=True) if s.startswith("to extend") and (e := extensions[j])
+    ]
     done = statuses.count("done")
     elsewhere = statuses.count("running elsewhere")
-    failed = sum(s.startswith("to run (failed") for s in statuses)
+    failed = sum("(failed before" in s for s in statuses)
     lines = [f"dry run: nothing is built, trained or written; results would go to {Path(config.out)}", ""]
     head = f"cells: {len(jobs)} in the grid, {done} done, {len(todo)} to run"
+    head += f", {len(extend)} to extend with the encoder pairs they lack" if extend else ""
     head += f" ({failed} failed before)" if failed else ""
     head += f", {elsewhere} running in another process" if elsewhere else ""
     lines.append(head)
@@ -186,7 +215,7 @@ def describe_plan(protocol: Protocol, config: RunConfig) -> str:
     lines.append(tabulate(rows, headers=["method", "dataset", "budget", "seed", "status"]))
     artifacts: list[Artifact] = []
     for name in config.datasets:
-        of_dataset = [j for j in todo if j.cell.dataset == name]
+        of_dataset = [j for j in [*todo, *extend] if j.cell.dataset == name]
         if of_dataset or config.full_data_repetitions:
             artifacts += artifacts_of(protocol.with_dataset(name), config, of_dataset)
     lines.append("")
@@ -199,12 +228,17 @@ def describe_plan(protocol: Protocol, config: RunConfig) -> str:
     for job in todo:
         c, m, s = evaluation_work(job, config)
         certain, most, steps = certain + c, most + m, steps + s
+    for extension in extend:
+        c, s = extension_work(extension, config)
+        certain, most, steps = certain + c, most + c, steps + s
     trainings = f"{certain}" if certain == most else f"{certain} to {most}"
     built = [a for a in artifacts if a.state != "cached"]
     artifact_steps = sum(a.steps for a in built)
     lines += [
         "",
-        f"estimate: {len(todo)} distillation(s); {trainings} evaluation training(s) (at most {steps} "
+        f"estimate: {len(todo)} distillation(s)"
+        + (f", {len(extend)} extension(s) from saved sets" if extend else "")
+        + f"; {trainings} evaluation training(s) (at most {steps} "
         f"optimiser steps); {len(built)} artifact(s) to build"
         + (f" ({artifact_steps} optimiser steps of reference and expert training)" if artifact_steps else ""),
     ]

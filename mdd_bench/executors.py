@@ -1,7 +1,8 @@
 """Where the cells of a grid run: in this process (`local`) or as Ray tasks (`ray`).
 
 Both run every cell through `cells.execute_cell` (its lock, its result file, failure isolation), so a
-grid gives the same result files either way. The Ray executor also makes every shared artifact a task
+grid gives the same result files either way; extensions of finished cells (`--archs all`) are jobs like
+cells there. The Ray executor also makes every shared artifact a task
 of its own (the data and text features of a dataset, each expert, the full-data reference), which the
 cells that need it wait for; artifacts come from the content-addressed cache, which must then be on a
 filesystem every node sees (`MDD_BENCH_HOME`), and its file locks make a second builder wait and reuse.
@@ -115,7 +116,7 @@ class LocalExecutor:
         try:
             with torch_threads(config.cpus_per_task):
                 for job in jobs:
-                    say(f"run  {job.label}")
+                    say(job.announce)
                     outcome = execute_cell(
                         job, config, datasets, progress, lambda stage, j=job: bar.show(f"{j.short}: {stage}")
                     )
@@ -324,6 +325,8 @@ class RayExecutor:
                 artifacts[(name, "reference_model")] = [ref]
         cells = {}
         for job in jobs:
+            if job.extend:  # cells start silently here; an extension says what it adds, as locally
+                log(job.announce)
             deps = list(artifacts[(job.cell.dataset, "prepare")])
             for artifact in ("experts", "head_experts", "reference_model"):
                 if artifact in job.artifacts:

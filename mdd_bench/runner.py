@@ -1,5 +1,7 @@
 """`mdd-bench run`: the grid of cells (method x dataset x budget x seed), each distilled, evaluated and
-written as one result JSON. A cell whose result exists is skipped, so an interrupted run resumes.
+written as one result JSON. A cell whose result exists is skipped, so an interrupted run resumes;
+with `--archs all`, a finished cell evaluated on fewer encoder pairs (an `--archs source` run) is
+extended instead: only its missing pairs are evaluated, from the set saved beside it (`extend_cell`).
 
 Improvement over random (`scores.py`) needs random pairs under the same protocol, budgets and seeds:
 unless `random_baseline` is off, a grid with other methods gets `random` cells too (finished ones are
@@ -28,8 +30,9 @@ from .baselines import native_random_baseline
 from .cache import atomic_write_json
 from .cells import BUSY, FAILED, CellJob, CellOutcome
 from .data import load_dataset
+from .distilled import DistilledSet
 from .errors import MddError, did_you_mean
-from .evaluate import TRACKS, arch_grid, check_budget
+from .evaluate import TRACKS, arch_grid, check_budget, repetition_seeds
 from .progress import StageClock
 from .protocol import Protocol
 from .record import DistillCost, ResultRecord
@@ -244,6 +247,131 @@ def _has_native_extras(distilled) -> bool:
     return bool(distilled.extras) or distilled.provenance.get("eval_loss", "infonce") != "infonce"
 
 
+Pair = tuple[str, str]
+
+
+def missing_pairs(result: dict[str, Any], protocol: Protocol, tracks: list[str]) -> dict[str, list[Pair]]:
+    """Per track to evaluate, the pairs of the protocol's full grid that a finished result lacks.
+
+    Only tracks the result has are considered (a track it never ran is not added here). A track
+    recorded as `same_as` another is a copy: its pairs come from evaluating the track it copies.
+    """
+    grid = arch_grid(protocol, "all")
+    evaluation = result.get("evaluation", {})
+    out: dict[str, list[Pair]] = {}
+    for track in tracks:
+        entry = evaluation.get(track)
+        if not isinstance(entry, dict):
+            continue
+        own = entry.get("same_as") or track
+        if not isinstance(evaluation.get(own), dict):
+            continue
+        have = {(a.get("image_encoder"), a.get("text_encoder")) for a in evaluation[own].get("archs", [])}
+        missing = [pair for pair in grid if pair not in have]
+        if missing:
+            out.setdefault(own, missing)
+    return out
+
+
+def extension_job(job: CellJob, config: RunConfig) -> CellJob | None:
+    """`job` as an extension of its finished result when `--archs all` finds pairs it lacks, else None.
+
+    An unreadable result is not extended here; reading the grid's results names it afterwards.
+    """
+    if config.archs != "all" or not job.path.exists():
+        return None
+    try:
+        result = read_result(job.path)
+    except MddError:
+        return None
+    missing = missing_pairs(result, job.protocol, config.tracks)
+    pairs = tuple(dict.fromkeys(pair for track in missing.values() for pair in track))
+    return dataclasses.replace(job, extend=pairs) if pairs else None
+
+
+def saved_set(job: CellJob) -> DistilledSet:
+    """The distilled set the runner saved beside a finished result (`sets/<stem>`), checked to be
+    that cell's; a missing one (sets are not committed) is a one-line error saying what to do."""
+    tensors = job.set_base.with_name(job.set_base.name + ".safetensors")
+    sidecar = job.set_base.with_name(job.set_base.name + ".json")
+    for path in (tensors, sidecar):
+        if not path.is_file():
+            raise MddError(
+                f"The saved set {path} of finished cell {job.short} is missing, so its other encoder pairs "
+                f"cannot be evaluated: delete {job.path} to re-run the cell, or run with --archs source."
+            )
+    distilled = DistilledSet.load(tensors)
+    cell, made = job.cell, distilled.provenance
+    wanted = {"method": cell.method, "budget": cell.budget, "seed": cell.seed}
+    if distilled.size != cell.budget or any(made.get(k, v) != v for k, v in wanted.items()):
+        raise MddError(
+            f"The saved set {tensors} is not the one of {job.short} (its provenance says "
+            f"{ {k: made.get(k) for k in wanted} }): delete {job.path} to re-run the cell."
+        )
+    return distilled
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as it reads back from a result file (tuples become lists), for comparisons with one."""
+    return json.loads(json.dumps(value))
+
+
+def extend_cell(
+    job: CellJob, config: RunConfig, ctx: DistillContext, clock: StageClock | None = None
+) -> dict[str, Any]:
+    """A finished cell's result with the pairs of the full grid it lacks added, evaluated from its saved
+    set exactly as a fresh `--archs all` cell would evaluate them; nothing else is re-evaluated.
+
+    Each track keeps the repetitions of its recorded source pair (and so its seeds), its recipe logic is
+    the evaluator's as for a fresh cell (checked against the recorded one), and a track recorded as
+    `same_as` another is copied again from it. `config.archs` becomes `all`. The native track's
+    `random_baseline` stays on the source pair only: improvement over random is read there alone, and
+    extending it would mean training the random pairs again on every pair.
+    """
+    clock = clock or StageClock()
+    result = read_result(job.path)
+    missing = missing_pairs(result, job.protocol, config.tracks)
+    if not missing:
+        return result
+    if result.get("protocol_hash") != job.protocol.hash:
+        raise MddError(
+            f"{job.path} was evaluated under another version of protocol '{job.protocol.name}' (hash "
+            f"{result.get('protocol_hash')}, now {job.protocol.hash}), so new pairs would not compare with "
+            "its own: delete it to re-run the cell, or run with --archs source."
+        )
+    distilled = saved_set(job)
+    prepare_artifacts(ctx, (), "all", clock)
+    evaluation = result["evaluation"]
+    for track, pairs in missing.items():
+        entry = evaluation[track]
+        source = next((a for a in entry.get("archs", []) if a.get("source")), None)
+        if source is None:
+            raise MddError(f"{job.path} has no source-pair entry in its {track} track: delete it to re-run.")
+        reps = len(source["seeds"])
+        if repetition_seeds(job.cell.seed, reps, "test") != source["seeds"]:
+            raise MddError(
+                f"{job.path}'s {track} seeds {source['seeds']} are not the ones this version gives seed "
+                f"{job.cell.seed}: delete it to re-run the cell, or run with --archs source."
+            )
+        with clock.stage("evaluate"):
+            new = ctx.evaluator.evaluate(
+                distilled, "all", track, reps, seed=job.cell.seed, split="test", pairs=pairs
+            )
+        recorded = (entry.get("extras_used"), entry.get("recipe"))
+        if _jsonable((new.extras_used, new.recipe)) != _jsonable(recorded):
+            raise MddError(
+                f"{job.path}'s {track} track was evaluated with another recipe than this version gives its "
+                "set: delete it to re-run the cell, or run with --archs source."
+            )
+        entry["archs"] = [*entry["archs"], *(a.to_dict() for a in new.archs)]
+    for name, entry in list(evaluation.items()):
+        if isinstance(entry, dict) and entry.get("same_as") in evaluation:
+            # As in a fresh cell: nothing native to use, so the native numbers are the hard ones.
+            evaluation[name] = dict(evaluation[entry["same_as"]], track=name, same_as=entry["same_as"])
+    result["config"] = {**result.get("config", {}), "archs": "all"}
+    return result
+
+
 def check_tracks(tracks: list[str]) -> None:
     for track in tracks:
         if track not in TRACKS:
@@ -339,7 +467,8 @@ def for_workers(config: RunConfig) -> RunConfig:
 def execute_grid(protocol: Protocol, config: RunConfig, log=print, progress: bool = True) -> GridRun:
     """Run every cell not already on disk with the configured executor; failures are recorded per cell.
 
-    Finished cells are skipped (resume), cells another run holds are left to it, and the full-data
+    Finished cells are skipped (resume), or, with `--archs all`, extended with the encoder pairs their
+    result lacks (`extend_cell`); cells another run holds are left to it, and the full-data
     upper bound is published as a result file when a reference was trained. With the random baseline
     on, a cached reference of any dataset of the grid is published too (the scores' HLR needs it),
     quietly skipped where there is none.
@@ -351,10 +480,12 @@ def execute_grid(protocol: Protocol, config: RunConfig, log=print, progress: boo
     jobs = plan_grid(protocol, config, log)
     pending = []
     for job in jobs:
-        if job.path.exists():
-            log(f"skip {job.label}: {job.path} exists")
-        else:
+        if not job.path.exists():
             pending.append(job)
+        elif (extension := extension_job(job, config)) is not None:
+            pending.append(extension)
+        else:
+            log(f"skip {job.label}: {job.path} exists")
     upper = _upper_bound_protocols(protocol, config) if config.full_data_repetitions else []
     executor = make_executor(config)
     report = executor.run(pending, upper, config, log, progress)

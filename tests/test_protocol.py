@@ -161,13 +161,15 @@ def test_frozen_protocols_change_only_what_the_evaluation_trains(base: str) -> N
     for section in ("data", "image", "text", "model", "experts"):
         assert mine[section] == theirs[section], section
     assert mine["budgets"] == theirs["budgets"] and mine["seeds"] == theirs["seeds"]
-    # the evaluation differs in its towers; cpu-frozen also drops cpu's per-pair lrs, chosen for a
-    # trainable encoder (its own are to be tuned), and turns DSA on for every pair, as cpu's recipes
+    # the evaluation differs in its towers; cpu-frozen also replaces cpu's per-pair lrs, chosen for a
+    # trainable encoder, by its own source-pair recipe (tuned for heads), and turns DSA on for every
+    # pair, as cpu's recipes
     changed = {k for k in mine["eval"] if mine["eval"][k] != theirs["eval"].get(k)}
     assert changed == ({"towers", "dsa", "recipes"} if base == "cpu" else {"towers"})
     if base == "cpu":
         ev = frozen.eval
-        assert (ev.lr_img, ev.lr_txt, ev.dsa, ev.recipes) == (0.1, 0.1, True, ())
+        assert (ev.lr_img, ev.lr_txt, ev.dsa) == (0.1, 0.1, True)
+        assert [(r.image, r.text) for r in ev.recipes] == [(frozen.image.source, frozen.text.source)]
 
 
 def test_default_towers_keep_the_hashes_of_protocols_written_before_the_option() -> None:

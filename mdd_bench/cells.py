@@ -72,6 +72,11 @@ class CellJob:
         return self.path.parent / "sets" / self.path.stem
 
     @property
+    def set_file(self) -> Path:
+        """The saved set's tensors (its sidecar is the same name with `.json`)."""
+        return self.set_base.with_name(self.set_base.name + ".safetensors")
+
+    @property
     def announce(self) -> str:
         """The line an executor says when it starts the job."""
         if not self.extend:
@@ -151,7 +156,7 @@ def execute_cell(
         if job.path.exists() and not _still_to_extend(job, config):
             return CellOutcome(job, FINISHED)  # finished (or extended) by another run since we looked
         # A killed earlier attempt may have left temporary files; nobody else writes them now.
-        for target in (job.path, job.error_path, job.set_base.with_suffix(".safetensors"),
+        for target in (job.path, job.error_path, job.set_file,
                        job.set_base.with_suffix(".json")):  # fmt: skip
             remove_stale_temps(target)
         log = CellLog(job.log_path)

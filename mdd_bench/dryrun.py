@@ -42,7 +42,7 @@ def cell_status(job: CellJob, extension: CellJob | None = None) -> str:
         return "running elsewhere"
     state = "to run"
     if extension is not None:
-        saved = job.set_base.with_name(job.set_base.name + ".safetensors").is_file()
+        saved = job.set_file.is_file()
         missing = "" if saved else ", saved set missing"  # it would fail: sets are not committed
         state = f"to extend: {len(extension.extend)} encoder pair(s){missing}"
     error = job.previous_error()

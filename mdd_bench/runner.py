@@ -292,7 +292,7 @@ def extension_job(job: CellJob, config: RunConfig) -> CellJob | None:
 def saved_set(job: CellJob) -> DistilledSet:
     """The distilled set the runner saved beside a finished result (`sets/<stem>`), checked to be
     that cell's; a missing one (sets are not committed) is a one-line error saying what to do."""
-    tensors = job.set_base.with_name(job.set_base.name + ".safetensors")
+    tensors = job.set_file
     sidecar = job.set_base.with_name(job.set_base.name + ".json")
     for path in (tensors, sidecar):
         if not path.is_file():

@@ -291,6 +291,20 @@ def test_timing_table_saving_against_baseline(frame: pd.DataFrame) -> None:
     assert "Storage (MB)" in headers
 
 
+def test_timing_marks_a_deterministic_method_not_as_missing_seeds(tmp_path: Path) -> None:
+    """A coreset that runs one seed by design is § in the cost table too, not 'fewer seeds finished'."""
+    runs = tmp_path / "runs"
+    for seed in SEEDS:
+        write(runs, "lors", result("lors", "flickr8k", 100, seed))
+    write(runs, "herding", {**result("random", "flickr8k", 100, 0, deterministic=True), "method": "herding"})
+    (timing,) = timing_tables(load_frame(runs), None)
+    wall = timing.find_row("100", "Herding")[timing.column("Peak mem (MB)")]
+    assert (wall.marks, wall.std) == (DETERMINISTIC, None)
+    assert timing.find_row("100", "LoRS")[timing.column("Peak mem (MB)")].marks == ""
+    assert any(n.startswith(DETERMINISTIC) and "spread" not in n for n in timing.notes)
+    assert not any(n.startswith(FEWER_SEEDS) for n in timing.notes)
+
+
 def test_ablation_table(frame: pd.DataFrame) -> None:
     (table,) = ablation_tables(frame, "hard")
     assert table.name == "ablation_data_init_hard"

@@ -186,7 +186,7 @@ def _method_label(method: str, extras: dict[str, str]) -> Cell:
     return Cell(text=method_name(method), marks=EXTRAS if method in extras else "")
 
 
-def _notes(table: Table, extras: dict[str, str], n_max: int) -> None:
+def _notes(table: Table, extras: dict[str, str], n_max: int, spread: bool = True) -> None:
     marks = "".join(c.marks for row in table.rows for c in row)
     if EXTRAS in marks:
         used = "; ".join(f"{method_name(m)}: {e}" for m, e in extras.items())
@@ -194,10 +194,8 @@ def _notes(table: Table, extras: dict[str, str], n_max: int) -> None:
     if FEWER_SEEDS in marks:
         table.notes.append(f"{FEWER_SEEDS} Fewer than {n_max} seeds finished for this cell.")
     if DETERMINISTIC in marks:
-        table.notes.append(
-            f"{DETERMINISTIC} Deterministic method: one distillation seed; its spread is over evaluation "
-            "repetitions."
-        )
+        over = "; its spread is over evaluation repetitions" if spread else ""
+        table.notes.append(f"{DETERMINISTIC} Deterministic method: one distillation seed{over}.")
     if TIED in marks:
         table.notes.append(
             f"{TIED} Tied for best: the best mean is not above the runner-up's 95% interval, so none is bold."
@@ -405,8 +403,9 @@ def timing_tables(frame: pd.DataFrame, baseline: str | None) -> list[Table]:
         wide["storage"] = wide["storage_bytes"] / size
         has_gpu = wide.get("cuda_peak_mem_mb", pd.Series(dtype=float)).notna().any()
         cols = [c for c in TIMING_COLUMNS if c[0] != "cuda_peak_mem_mb" or has_gpu]
+        det = part.groupby(["budget", "method"])["deterministic"].all() if "deterministic" in part else {}
         stats = {
-            (b, m, key): _stat(g[key].to_numpy(dtype=float))
+            (b, m, key): _stat(g[key].to_numpy(dtype=float), deterministic=bool(det.get((b, m), False)))
             for (b, m), g in wide.groupby(level=["budget", "method"])
             for key, _, _ in cols
         }
@@ -438,7 +437,7 @@ def timing_tables(frame: pd.DataFrame, baseline: str | None) -> list[Table]:
                         cell = replace(cell, change=cell.mean / base.mean - 1)
                     row.append(cell)
                 table.add_row(row, new_group=k == 0)
-        _notes(table, {}, n_max)
+        _notes(table, {}, n_max, spread=False)
         tables.append(table)
     return tables
 

@@ -391,6 +391,9 @@ def test_write_report_writes_every_format(runs: Path, tmp_path: Path) -> None:
     assert r"\multicolumn{10}{c}{Flickr8k}" in tex and " -- " in tex
     timing_tex = (tmp_path / "syn" / "timing_flickr8k.tex").read_text()
     assert r"5.67 ($\downarrow$\,92\%)" in timing_tex
+    for tex_path in (tmp_path / "syn").glob("*.tex"):  # pdflatex without extra packages: marks as macros
+        assert tex_path.read_text().isascii(), tex_path.name
+    assert r"$^{\approx}$" in tex or r"\textsuperscript{\S}" in tex
     wrapper = (tmp_path / "syn" / "report_hard.tex").read_text()
     assert r"\documentclass" in wrapper and r"\input{retrieval_hard}" in wrapper
     assert "recall_vs_budget_hard.pdf" in wrapper
@@ -660,3 +663,32 @@ def test_report_regenerates_byte_for_byte(tmp_path: Path) -> None:
     assert "cpu-frozen/protocols_hard.csv" in files[0] and "syn/recall_vs_budget_hard.pdf" in files[0]
     differ = [f for f in files[0] if (outputs[0] / f).read_bytes() != (outputs[1] / f).read_bytes()]
     assert differ == []
+
+
+def test_summary_repeats_the_full_tables_numbers(runs: Path, frame: pd.DataFrame, tmp_path: Path) -> None:
+    """README's first screen: both tracks' mean recall per budget and the cost, the same numbers as the
+    full tables (an independent mean over the fixture's known seed values), coresets out of the cost."""
+    from mdd_bench.report.summary import summary_cost, summary_retrieval
+
+    write_report(runs, tmp_path, formats=["markdown"], track="hard")
+    text = (tmp_path / "syn" / "summary.md").read_text()
+    assert text.startswith("### Retrieval at a glance") and "### Distillation cost at a glance" in text
+    table = summary_retrieval(frame)
+    assert [c[-1] for c in table.columns] == ["Dataset", "Method", *["Hard", "Native"] * 2]
+    row = table.find_row("Flickr8k", "MDM")
+    expected = statistics.fmean(
+        statistics.fmean(metric_value("mdm", "flickr8k", 100, s, 0, m) for m in METRICS) for s in SEEDS
+    )
+    assert row[2].mean == pytest.approx(expected) and row[2].std == pytest.approx(1.0)
+    assert row[3].mean == pytest.approx(expected)  # its native track is the hard one (same_as)
+    retrieval = retrieval_table(frame, "hard")
+    assert retrieval.find_row("100", "MDM")[retrieval.column("Flickr8k", "Mean")].mean == pytest.approx(
+        expected
+    )
+    assert table.find_row("COCO", "MDM")[4].missing  # coco, 200 pairs: never ran
+    assert row[2].bold  # mdm is 7 points above lors with std 1 over 3 seeds
+    cost = summary_cost(frame)
+    methods = [r[1].plain() for r in cost.rows]
+    assert "Random" not in methods and "MDM" in methods
+    mdm = cost.find_row("Flickr8k", "MDM")
+    assert mdm[2].plain() == "1.70" and mdm[3].mean == pytest.approx(1.7 * 200 / 60)

@@ -2,6 +2,7 @@
 
 Layout written under `out`: `results.csv` (every number, long format, all protocols) and, per protocol,
 `<protocol>/`: one LaTeX fragment per table plus the wrapper `report_<track>.tex`, `report_<track>.md`,
+`summary.md` (both tracks' mean recall and the cost in two narrow tables, README's first screen),
 the figures as PNG and PDF, a gallery PNG per distilled set still on disk (`gallery/`), and
 `report.html`, one self-contained page with every track's tables, the figures and the galleries. When the
 results hold a protocol and its variant (cpu and cpu-frozen: one lineage, `lineage.py`), each of their
@@ -25,6 +26,7 @@ from .html import write_html
 from .latex import write_latex
 from .lineage import lineages
 from .markdown import write_markdown
+from .summary import write_summary
 from .tables import build_tables, protocol_comparison
 
 FORMATS = ("latex", "markdown", "csv", "figures", "html")
@@ -99,6 +101,8 @@ def write_report(
             paths += write_latex(tables, folder, f"report_{track}", title, figures)
         if "markdown" in formats:
             paths.append(write_markdown(folder / f"report_{track}.md", title, tables, figures))
+            summary = write_summary(folder / "summary.md", part, interval)
+            paths += [summary] if summary else []
         paths += [p for p, _ in figures]
         drawn = gallery and formats & {"figures", "html"}
         galleries = collect_galleries(runs, part["file"], log) if drawn else []

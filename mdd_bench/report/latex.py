@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .layout import EXTRAS, FEWER_SEEDS, SOURCE, Cell, Table
+from .layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, SOURCE, TIED, Cell, Table
 
 WIDE = 10  # tables with more number columns than this are scaled to \linewidth
 SPECIAL = {
@@ -33,10 +33,12 @@ UNICODE = {
     "—": "---",
     EXTRAS: r"$^{\dagger}$",
     FEWER_SEEDS: r"$^{\ddagger}$",
-    "✓": r"$\checkmark$",
+    TIED: r"$^{\approx}$",
+    DETERMINISTIC: r"\textsuperscript{\S}",
+    "✓": r"$\surd$",
     "✗": r"$\times$",
 }
-MARKS = {SOURCE: r"$^{*}$", EXTRAS: r"$^{\dagger}$", FEWER_SEEDS: r"$^{\ddagger}$"}
+MARKS = {SOURCE: r"$^{*}$", EXTRAS: r"$^{\dagger}$", FEWER_SEEDS: r"$^{\ddagger}$", TIED: r"$^{\approx}$"}
 
 
 def escape(text: str) -> str:

@@ -1,0 +1,58 @@
+"""Copy the committed reference results into README's first screen, so the two cannot drift apart.
+
+The block between `<!-- results:begin -->` and `<!-- results:end -->` becomes `reports/cpu/summary.md`
+(written by `mdd-bench report`) followed by the per-iteration timing of `benchmarks/bench_trajectory.py`
+(`reports/cpu/bench_trajectory.txt`, one run on one machine, with its command). A test checks the
+committed README against this output.
+
+    python benchmarks/readme_summary.py            # rewrite README.md in place
+    python benchmarks/readme_summary.py --check    # exit 1 when README is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def trajectory_timing(path: Path) -> str:
+    """The benchmark's command line and its per-iteration table (the part after its blank line)."""
+    lines = path.read_text().splitlines()
+    command = lines[0].lstrip("# ").strip()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Per iteration"))
+    body = "\n".join(lines[start:]).strip()
+    return f"### Time per iteration, one run\n\n`{command}`\n\n```\n{body}\n```\n"
+
+
+def block(reports: Path) -> str:
+    summary = (reports / "summary.md").read_text().strip()
+    return f"{BEGIN}\n{summary}\n\n{trajectory_timing(reports / 'bench_trajectory.txt')}{END}"
+
+
+def updated(readme: str, reports: Path) -> str:
+    if readme.count(BEGIN) != 1 or readme.count(END) != 1:
+        raise SystemExit(f"README needs exactly one {BEGIN} ... {END} block.")
+    head, rest = readme.split(BEGIN)
+    _, tail = rest.split(END)
+    return head + block(reports) + tail
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("--reports", type=Path, default=REPO / "reports" / "cpu")
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when out of date")
+    args = parser.parse_args()
+    current = args.readme.read_text()
+    new = updated(current, args.reports)
+    if args.check:
+        sys.exit(0 if new == current else 1)
+    args.readme.write_text(new)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The committed reference results are what the committed result files give: `mdd-bench report` on
+`reports/cpu/runs` rewrites every committed table byte for byte, and README's first screen is their copy.
+
+Text outputs (Markdown, LaTeX, CSV) are compared byte for byte. Figures (PNG, PDF) and the HTML page that
+embeds them are byte-identical only under the same matplotlib and font versions, so here they must exist
+and be regenerated, not match.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from mdd_bench.report import write_report
+
+REPO = Path(__file__).resolve().parents[1]
+REPORTS = REPO / "reports"
+TEXT = {".md", ".tex", ".csv"}
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    out = tmp_path_factory.mktemp("reports")
+    return out, write_report(REPORTS / "cpu" / "runs", out, gallery=False)
+
+
+def test_committed_reports_regenerate_from_committed_runs(regenerated: tuple[Path, list[Path]]) -> None:
+    out, paths = regenerated
+    assert paths
+    stale = []
+    for path in paths:
+        committed = REPORTS / path.relative_to(out)
+        assert committed.exists(), f"{committed} is not committed: run mdd-bench report (see README)"
+        if path.suffix in TEXT and path.read_bytes() != committed.read_bytes():
+            stale.append(str(committed.relative_to(REPO)))
+    assert not stale, f"stale against reports/cpu/runs, regenerate them (README): {stale}"
+
+
+def test_readme_first_screen_is_the_committed_summary() -> None:
+    spec = importlib.util.spec_from_file_location("readme_summary", REPO / "benchmarks" / "readme_summary.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    readme = (REPO / "README.md").read_text()
+    assert module.updated(readme, REPORTS / "cpu") == readme, "run python benchmarks/readme_summary.py"
+    assert "### Retrieval at a glance" in readme and "### Time per iteration, one run" in readme

@@ -190,7 +190,8 @@ def timing_section(frame: pd.DataFrame, protocol: str) -> str:
         to_best = (g["time_per_iter_s"] * g["iters_to_best"]).to_numpy(dtype=float) / 60
         lors = wide.xs(("lors", budget), level=["method", "budget"]) if method != "lors" else g
         lors_per_iter = lors["time_per_iter_s"].to_numpy(dtype=float) if len(lors) else np.array([math.nan])
-        ratio = float(np.nanmean(per_iter) / np.nanmean(lors_per_iter))
+        both = not np.isnan(per_iter).all() and not np.isnan(lors_per_iter).all()
+        ratio = float(np.nanmean(per_iter) / np.nanmean(lors_per_iter)) if both else math.nan
         rows.append(
             [
                 method,
@@ -204,6 +205,43 @@ def timing_section(frame: pd.DataFrame, protocol: str) -> str:
     return "### Distillation cost (from the grid's result files; contended runs inflate these)\n\n" + table(
         head, rows
     )
+
+
+def blend_grid(frame: pd.DataFrame, track: str, protocols: tuple[str, str] = ("cpu", "cpu-frozen")) -> dict:
+    """RepBlend vs LoRS, each under each protocol: {(method, protocol, budget): seed values}."""
+    out = {}
+    for protocol in protocols:
+        recall = seed_values(frame, protocol, track)
+        for method in ("repblend", "lors"):
+            for budget in sorted(set(recall.loc[recall["method"] != "full-data", "budget"])):
+                out[(method, protocol, budget)] = values_of(recall, method, budget)
+    return out
+
+
+def blend_section(frame: pd.DataFrame, track: str, protocols: tuple[str, str] = ("cpu", "cpu-frozen")) -> str:
+    """The 2 x 2 of issue 15: RepBlend's paper compares itself under its own (frozen) protocol with LoRS
+    under the old one; the same-protocol differences say how much of that gain is the method's."""
+    grid = blend_grid(frame, track, protocols)
+    none = np.array([])
+    budgets = sorted({b for _, _, b in grid})
+    base, frozen = protocols
+    rows = [[f"{m} under {p}", *[fmt(grid.get((m, p, b), none)) for b in budgets]]
+            for p in protocols for m in ("repblend", "lors")]  # fmt: skip
+    crossed = [
+        welch(grid.get(("repblend", frozen, b), none), grid.get(("lors", base, b), none)) for b in budgets
+    ]
+    rows.append([f"repblend@{frozen} − lors@{base} (the paper's comparison)", *[d.text() for d in crossed]])
+    same = {}
+    for p in protocols:
+        same[p] = [welch(grid.get(("repblend", p, b), none), grid.get(("lors", p, b), none)) for b in budgets]
+        rows.append([f"repblend − lors, both under {p}", *[d.text() for d in same[p]]])
+    kept = []
+    for k in range(len(budgets)):
+        c, f = crossed[k].diff, same[frozen][k].diff
+        kept.append("--" if math.isnan(c) or math.isnan(f) or c <= 0 else f"{100 * f / c:.0f}%")
+    rows.append([f"share of the paper-style gain left under {frozen} alone", *kept])
+    head = ["", *[f"{b} pairs" for b in budgets]]
+    return f"### RepBlend vs LoRS under both protocols ({track} track), mean recall\n\n" + table(head, rows)
 
 
 def ablation_section(frame: pd.DataFrame, protocol: str, track: str) -> str:
@@ -242,6 +280,7 @@ def main() -> None:
             ranking_section(frame, args.protocol, track),
             cross_arch_section(frame, args.protocol, track),
             ablation_section(frame, args.protocol, track),
+            blend_section(frame, track),
         ]
     sections.append(timing_section(frame, args.protocol))
     print("\n\n".join(sections))

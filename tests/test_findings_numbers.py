@@ -33,3 +33,29 @@ def test_welch_degenerate_inputs():
     nan = findings.welch(np.array([math.nan, 4.0, 6.0]), np.array([]))
     assert math.isnan(nan.diff) and nan.n_a == 2 and nan.n_b == 0
     assert findings.welch(np.array([1.0, 3.0]), np.array([2.0, 2.0])).text().startswith("+0.0 ±")
+
+
+def test_blend_section_separates_protocol_from_method():
+    """Hand-made seeds: RepBlend@frozen 30, LoRS@cpu 20, LoRS@frozen 26: the paper-style gain is 10, of
+    which 4 (40%) is left when both run under the frozen protocol."""
+    import pandas as pd
+
+    rows = []
+    for protocol, method, level in [("cpu-frozen", "repblend", 30.0), ("cpu", "lors", 20.0),
+                                    ("cpu-frozen", "lors", 26.0), ("cpu", "repblend", 21.0)]:  # fmt: skip
+        for seed, delta in enumerate((-1.0, 0.0, 1.0)):
+            rows.append({"protocol": protocol, "track": "hard", "metric": "mean", "source": True,
+                         "ablation_group": "", "method": method, "budget": 100, "seed": seed,
+                         "value": level + delta})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    grid = findings.blend_grid(frame, "hard")
+    assert list(grid[("lors", "cpu-frozen", 100)]) == [25.0, 26.0, 27.0]
+    text = findings.blend_section(frame, "hard")
+    lines = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[1].strip(" |") for line in text.splitlines()[4:]
+    }
+    assert lines["repblend@cpu-frozen − lors@cpu (the paper's comparison)"].startswith("+10.0 ±")
+    assert lines["repblend − lors, both under cpu-frozen"].startswith("+4.0 ±")
+    assert lines["repblend − lors, both under cpu"].startswith("+1.0 ±")
+    assert lines["share of the paper-style gain left under cpu-frozen alone"] == "40%"
+    assert lines["repblend under cpu"] == "21.0 ± 1.0"

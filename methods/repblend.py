@@ -78,7 +78,9 @@ class RepBlend(LoRS):
         # 10: 23.0 (150), 10/3: 23.1 (200, 22.6 at 300), 30: 22.2 (100, then 15.0), 10/30: 20.7, LoRS's 100:
         # 18.6 at 50 then 9.8 (the heads' learned step sizes shrink and the data degrade), 1000: never above
         # the initial set. `python benchmarks/probe_val.py repblend 100 iterations=300 lr_img=.. lr_txt=..`,
-        # every line in reports/cpu/probes/repblend_val.jsonl. `cpu-frozen` inherits these.
+        # every line in reports/cpu/probes/repblend_val.jsonl. `cpu-frozen` inherits these; checked there
+        # (initial set 9.7 under its frozen recipe: 24.5 at 200, against 17.2 at LoRS's 100) and at seed 1
+        # under `cpu` (15.0 -> 20.0, at 300).
         "cpu": {**LoRS.defaults["cpu"], "lr_img": 3.0, "lr_txt": 3.0, "blend_alpha": 1.0},
         "smoke": LoRS.defaults["smoke"],
     }

@@ -214,7 +214,8 @@ def test_paper_settings_are_the_repblend_scripts() -> None:
     frozen = RepBlend.for_protocol(load_protocol("paper-frozen").with_dataset("coco"), budget=500).hparams
     assert frozen == coco500
     cpu = RepBlend.for_protocol(load_protocol("cpu-frozen")).hparams
-    assert (cpu.iterations, cpu.lr_img, cpu.lr_sim, cpu.blend_alpha) == (300, 100.0, 1.0, 1.0)
+    # cpu-frozen inherits cpu's: LoRS's settings with the data lrs RepBlend's val probes chose
+    assert (cpu.iterations, cpu.lr_img, cpu.lr_txt, cpu.lr_sim, cpu.blend_alpha) == (300, 3.0, 3.0, 1.0, 1.0)
 
 
 # ------------------------------------------------------------------------------ end to end

@@ -443,6 +443,9 @@ class GridRun:
         names = [o.job.short for o in self.failed]
         shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         parts = [f"{len(names)} cell(s) failed: {shown}"] if names else []
+        lines = list(dict.fromkeys(o.error for o in self.failed if o.error))
+        if lines:  # the cause on the terminal, not only in the files (one shared cause: said once)
+            parts.append(("all with: " if len(lines) == 1 and len(names) > 1 else "first: ") + lines[0])
         parts += self.errors
         where = (
             f"; the error lines are in <cell>.error.txt and the tracebacks in <cell>.log beside the results "

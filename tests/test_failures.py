@@ -63,6 +63,7 @@ def test_a_failed_cell_is_recorded_the_grid_goes_on_and_a_rerun_retries_only_it(
     first = CliRunner().invoke(cli, grid)
     assert first.exit_code != 0
     assert "1 cell(s) failed: flaky/b10-s1" in first.output and "Traceback" not in first.output
+    assert "first: RuntimeError: boom at seed 1" in first.output  # the cause on the terminal too
     folder = out / "smoke" / "shapes"
     error = folder / "flaky" / "b10-s1.error.txt"
     assert error.read_text() == "RuntimeError: boom at seed 1\n"  # one line

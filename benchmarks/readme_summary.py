@@ -20,7 +20,7 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def trajectory_timing(path: Path) -> str:
-    """The benchmark's command line and its per-iteration table (the part after its blank line)."""
+    """The benchmark's command line (its first line) and its per-iteration table (from "Per iteration")."""
     lines = path.read_text().splitlines()
     command = lines[0].lstrip("# ").strip()
     start = next(i for i, line in enumerate(lines) if line.startswith("Per iteration"))

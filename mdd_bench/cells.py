@@ -73,8 +73,13 @@ class CellJob:
 
     @property
     def set_file(self) -> Path:
-        """The saved set's tensors (its sidecar is the same name with `.json`)."""
+        """The saved set's tensors."""
         return self.set_base.with_name(self.set_base.name + ".safetensors")
+
+    @property
+    def set_sidecar(self) -> Path:
+        """The saved set's JSON sidecar (provenance, extras' metadata)."""
+        return self.set_base.with_name(self.set_base.name + ".json")
 
     @property
     def announce(self) -> str:
@@ -156,8 +161,7 @@ def execute_cell(
         if job.path.exists() and not _still_to_extend(job, config):
             return CellOutcome(job, FINISHED)  # finished (or extended) by another run since we looked
         # A killed earlier attempt may have left temporary files; nobody else writes them now.
-        for target in (job.path, job.error_path, job.set_file,
-                       job.set_base.with_suffix(".json")):  # fmt: skip
+        for target in (job.path, job.error_path, job.set_file, job.set_sidecar):
             remove_stale_temps(target)
         log = CellLog(job.log_path)
         clock = StageClock(on_stage=on_stage, on_done=lambda name, s: log(f"  {name}: {s:.1f} s"))

@@ -292,20 +292,18 @@ def extension_job(job: CellJob, config: RunConfig) -> CellJob | None:
 def saved_set(job: CellJob) -> DistilledSet:
     """The distilled set the runner saved beside a finished result (`sets/<stem>`), checked to be
     that cell's; a missing one (sets are not committed) is a one-line error saying what to do."""
-    tensors = job.set_file
-    sidecar = job.set_base.with_name(job.set_base.name + ".json")
-    for path in (tensors, sidecar):
+    for path in (job.set_file, job.set_sidecar):
         if not path.is_file():
             raise MddError(
                 f"The saved set {path} of finished cell {job.short} is missing, so its other encoder pairs "
                 f"cannot be evaluated: delete {job.path} to re-run the cell, or run with --archs source."
             )
-    distilled = DistilledSet.load(tensors)
+    distilled = DistilledSet.load(job.set_file)
     cell, made = job.cell, distilled.provenance
     wanted = {"method": cell.method, "budget": cell.budget, "seed": cell.seed}
     if distilled.size != cell.budget or any(made.get(k, v) != v for k, v in wanted.items()):
         raise MddError(
-            f"The saved set {tensors} is not the one of {job.short} (its provenance says "
+            f"The saved set {job.set_file} is not the one of {job.short} (its provenance says "
             f"{ {k: made.get(k) for k in wanted} }): delete {job.path} to re-run the cell."
         )
     return distilled

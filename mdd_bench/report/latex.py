@@ -38,7 +38,7 @@ UNICODE = {
     "✓": r"$\surd$",
     "✗": r"$\times$",
 }
-MARKS = {SOURCE: r"$^{*}$", EXTRAS: r"$^{\dagger}$", FEWER_SEEDS: r"$^{\ddagger}$", TIED: r"$^{\approx}$"}
+MARKS = {SOURCE: r"$^{*}$"}  # a literal * elsewhere; every other mark is written as `escape` writes it
 
 
 def escape(text: str) -> str:

@@ -5,7 +5,6 @@ the six recalls, IOR/HLR, the unseen encoders and the ablations; these repeat th
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -115,9 +114,7 @@ def summary_cost(frame: pd.DataFrame) -> Table | None:
             row = _labels(datasets, dataset, i == 0, method)
             for budget in budgets:
                 for unit, digits in (("s", 2), ("min", 1)):
-                    stat = stats.get((dataset, budget, method, unit))
-                    ok = stat is not None and not math.isnan(stat.mean)
-                    row.append(_cell(stat, n_max, digits, spread=False) if ok else Cell(mean=math.nan))
+                    row.append(_cell(stats.get((dataset, budget, method, unit)), n_max, digits, spread=False))
             table.add_row(row, new_group=i == 0)
     _notes(table, {}, n_max)
     return table

@@ -59,3 +59,24 @@ def test_blend_section_separates_protocol_from_method():
     assert lines["repblend − lors, both under cpu"].startswith("+1.0 ±")
     assert lines["share of the paper-style gain left under cpu-frozen alone"] == "40%"
     assert lines["repblend under cpu"] == "21.0 ± 1.0"
+
+
+def test_blend_section_claims_no_share_without_a_gain_or_a_cell():
+    """Degenerate 2 x 2: no paper-style gain (RepBlend@frozen = LoRS@cpu, constant seeds) or a missing
+    LoRS@frozen cell gives no share ("--"), not 0% or a division by zero."""
+    import pandas as pd
+
+    def frame(cells):
+        return pd.DataFrame([{"protocol": p, "track": "hard", "metric": "mean", "source": True,
+                              "ablation_group": "", "method": m, "budget": 100, "seed": s, "value": v}
+                             for p, m, v in cells for s in range(3)])  # fmt: skip
+
+    def share(text):
+        line = next(ln for ln in text.splitlines() if ln.startswith("| share"))
+        return line.split(" | ")[1].strip(" |")
+
+    tied = frame([("cpu-frozen", "repblend", 20.0), ("cpu", "lors", 20.0), ("cpu-frozen", "lors", 18.0)])
+    assert share(findings.blend_section(tied, "hard")) == "--"
+    missing = frame([("cpu-frozen", "repblend", 30.0), ("cpu", "lors", 20.0)])
+    text = findings.blend_section(missing, "hard")
+    assert share(text) == "--" and "| lors under cpu-frozen | -- |" in text

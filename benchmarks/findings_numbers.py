@@ -44,19 +44,42 @@ class Diff:
         return f"{self.diff:+.1f} ± {half} (n={self.n_a}/{self.n_b})"
 
 
-def welch(a: np.ndarray, b: np.ndarray) -> Diff:
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    if not len(a) or not len(b):
-        return Diff(math.nan, math.nan, len(a), len(b))
-    diff = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return Diff(diff, math.nan, len(a), len(b))
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+@dataclass(frozen=True)
+class Sample:
+    """A cell's mean, spread and count. Over seeds normally; a deterministic method has one distillation
+    seed, so its spread is over evaluation runs (narrower: it leaves out distillation noise)."""
+
+    mean: float
+    sd: float
+    n: int
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Sample:
+        values = np.asarray(values, dtype=float)
+        values = values[~np.isnan(values)]
+        if not len(values):
+            return cls(math.nan, math.nan, 0)
+        return cls(
+            float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else math.nan, len(values)
+        )
+
+
+def welch_samples(a: Sample, b: Sample) -> Diff:
+    if not a.n or not b.n:
+        return Diff(math.nan, math.nan, a.n, b.n)
+    diff = a.mean - b.mean
+    if a.n < 2 or b.n < 2:
+        return Diff(diff, math.nan, a.n, b.n)
+    va, vb = a.sd**2 / a.n, b.sd**2 / b.n
     se = math.sqrt(va + vb)
     if se == 0.0:
-        return Diff(diff, 0.0, len(a), len(b))
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return Diff(diff, float(stats.t.ppf(0.975, dof) * se), len(a), len(b))
+        return Diff(diff, 0.0, a.n, b.n)
+    dof = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
+    return Diff(diff, float(stats.t.ppf(0.975, dof) * se), a.n, b.n)
+
+
+def welch(a: np.ndarray, b: np.ndarray) -> Diff:
+    return welch_samples(Sample.of(a), Sample.of(b))
 
 
 def seed_values(frame: pd.DataFrame, protocol: str, track: str, metric: str = "mean") -> pd.DataFrame:
@@ -68,7 +91,16 @@ def seed_values(frame: pd.DataFrame, protocol: str, track: str, metric: str = "m
         & (frame["source"].astype(bool))
         & (frame["ablation_group"].isna() | (frame["ablation_group"] == ""))
     ]
-    return f[["method", "budget", "seed", "value"]]
+    return f.reindex(columns=["method", "budget", "seed", "value", "rep_std", "repetitions", "deterministic"])
+
+
+def sample_of(table: pd.DataFrame, method: str, budget: int) -> Sample:
+    """Seeds as the unit; a deterministic method's single seed falls back to its evaluation runs."""
+    rows = table[(table["method"] == method) & (table["budget"] == budget)]
+    if len(rows) == 1 and rows["deterministic"].fillna(False).astype(bool).all():
+        row = rows.iloc[0]
+        return Sample(float(row["value"]), float(row["rep_std"]), int(row["repetitions"]))
+    return Sample.of(rows["value"].to_numpy(dtype=float))
 
 
 def values_of(table: pd.DataFrame, method: str, budget: int) -> np.ndarray:

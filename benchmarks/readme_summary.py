@@ -33,12 +33,17 @@ def block(reports: Path) -> str:
     return f"{BEGIN}\n{summary}\n\n{trajectory_timing(reports / 'bench_trajectory.txt')}{END}"
 
 
+def replace_block(text: str, begin: str, end: str, body: str, name: str = "README") -> str:
+    """`text` with what lies between its one `begin` and `end` marker (markers included) set to `body`."""
+    if text.count(begin) != 1 or text.count(end) != 1:
+        raise SystemExit(f"{name} needs exactly one {begin} ... {end} block.")
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    return head + body + tail
+
+
 def updated(readme: str, reports: Path) -> str:
-    if readme.count(BEGIN) != 1 or readme.count(END) != 1:
-        raise SystemExit(f"README needs exactly one {BEGIN} ... {END} block.")
-    head, rest = readme.split(BEGIN)
-    _, tail = rest.split(END)
-    return head + block(reports) + tail
+    return replace_block(readme, BEGIN, END, block(reports))
 
 
 def main() -> None:

@@ -45,3 +45,16 @@ def test_readme_first_screen_is_the_committed_summary() -> None:
     readme = (REPO / "README.md").read_text()
     assert module.updated(readme, REPORTS / "cpu") == readme, "run python benchmarks/readme_summary.py"
     assert "### Retrieval at a glance" in readme and "### Time per iteration, one run" in readme
+
+
+def test_findings_block_is_the_committed_results() -> None:
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import findings
+
+    text = (REPORTS / "FINDINGS.md").read_text()
+    bench = REPORTS / "cpu" / "bench_trajectory.txt"
+    assert findings.updated(text, REPORTS / "cpu" / "runs", bench) == text, (
+        "run python benchmarks/findings.py"
+    )

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -38,8 +39,6 @@ def test_welch_degenerate_inputs():
 def test_blend_section_separates_protocol_from_method():
     """Hand-made seeds: RepBlend@frozen 30, LoRS@cpu 20, LoRS@frozen 26: the paper-style gain is 10, of
     which 4 (40%) is left when both run under the frozen protocol."""
-    import pandas as pd
-
     rows = []
     for protocol, method, level in [("cpu-frozen", "repblend", 30.0), ("cpu", "lors", 20.0),
                                     ("cpu-frozen", "lors", 26.0), ("cpu", "repblend", 21.0)]:  # fmt: skip
@@ -64,7 +63,6 @@ def test_blend_section_separates_protocol_from_method():
 def test_blend_section_claims_no_share_without_a_gain_or_a_cell():
     """Degenerate 2 x 2: no paper-style gain (RepBlend@frozen = LoRS@cpu, constant seeds) or a missing
     LoRS@frozen cell gives no share ("--"), not 0% or a division by zero."""
-    import pandas as pd
 
     def frame(cells):
         return pd.DataFrame([{"protocol": p, "track": "hard", "metric": "mean", "source": True,
@@ -80,3 +78,61 @@ def test_blend_section_claims_no_share_without_a_gain_or_a_cell():
     missing = frame([("cpu-frozen", "repblend", 30.0), ("cpu", "lors", 20.0)])
     text = findings.blend_section(missing, "hard")
     assert share(text) == "--" and "| lors under cpu-frozen | -- |" in text
+
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))  # poster_claims imports findings_numbers
+import poster_claims  # noqa: E402
+
+
+def test_verdict_needs_the_interval_to_exclude_zero():
+    diff = findings.Diff
+    assert poster_claims.verdict(diff(3.0, 2.0, 3, 3)) == "holds"
+    assert poster_claims.verdict(diff(3.0, 3.0, 3, 3)).startswith("tie")  # touching 0 is not a win
+    assert poster_claims.verdict(diff(-3.0, 2.0, 3, 3)) == "reversed"
+    assert poster_claims.verdict(diff(-1.0, 2.0, 3, 3), "not-worse") == "holds (tie)"
+    assert poster_claims.verdict(diff(-3.0, 2.0, 3, 3), "not-worse") == "does not hold (worse)"
+    assert poster_claims.verdict(diff(5.0, math.nan, 1, 3)).startswith("open")
+    assert poster_claims.verdict(diff(math.nan, math.nan, 0, 3)) == "not run yet"
+
+
+def _rows(cells, **extra):
+    return pd.DataFrame([{"protocol": "cpu", "track": "hard", "metric": "mean", "source": True,
+                          "ablation_group": "", "method": m, "budget": 100, "seed": s, "value": v,
+                          "rep_std": math.nan, "repetitions": 5, "deterministic": False, **extra}
+                         for m, s, v in cells])  # fmt: skip
+
+
+def test_deterministic_method_falls_back_to_its_evaluation_runs():
+    """A deterministic coreset has one seed: its spread is its evaluation runs', not 'no interval'."""
+    frame = _rows([("herding", 0, 18.0)], deterministic=True, rep_std=0.5)
+    frame = pd.concat(
+        [frame, _rows([("random", s, v) for s, v in enumerate((17.0, 18.0, 16.0))])], ignore_index=True
+    )
+    table = findings.seed_values(frame, "cpu", "hard")
+    herding = findings.sample_of(table, "herding", 100)
+    assert (herding.mean, herding.sd, herding.n) == (18.0, 0.5, 5)
+    random = findings.sample_of(table, "random", 100)
+    assert random.mean == pytest.approx(17.0) and random.sd == pytest.approx(1.0) and random.n == 3
+    d = findings.welch_samples(herding, random)
+    ref = stats.ttest_ind_from_stats(18.0, 0.5, 5, 17.0, 1.0, 3, equal_var=False)
+    assert d.diff == pytest.approx(1.0) and ref.pvalue > 0.05 and not d.diff - d.half > 0
+
+
+def test_unseen_drop_is_per_seed_relative_to_the_source_pair():
+    src = _rows([("mdm", 0, 20.0), ("mdm", 1, 30.0)])
+    unseen = _rows([("mdm", 0, 10.0), ("mdm", 0, 14.0), ("mdm", 1, 15.0), ("mdm", 1, 15.0)], source=False)
+    source, other, drop = poster_claims.unseen_samples(pd.concat([src, unseen]), "cpu", "hard", "mdm", 100)
+    assert other.mean == pytest.approx((12.0 + 15.0) / 2)
+    assert drop.mean == pytest.approx((40.0 + 50.0) / 2) and drop.n == 2  # 20->12 and 30->15
+
+
+def test_bench_ratios_parse_the_benchmark_table(tmp_path):
+    text = """Per iteration ...
+budget                    lors                     mdm
+   100  1.319s (1.00x)   47.4MB  0.121s (0.09x)   30.6MB
+   200  1.189s (1.00x)   47.4MB  0.146s (0.12x)   30.6MB
+"""
+    (tmp_path / "bench.txt").write_text(text)
+    ratios = poster_claims.bench_ratios(tmp_path / "bench.txt")
+    assert ratios == {("lors", 100): 1.0, ("mdm", 100): 0.09, ("lors", 200): 1.0, ("mdm", 200): 0.12}
+    assert poster_claims.bench_ratios(tmp_path / "missing.txt") == {}

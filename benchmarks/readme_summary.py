@@ -2,7 +2,8 @@
 
 The block between `<!-- results:begin -->` and `<!-- results:end -->` becomes `reports/cpu/summary.md`
 (written by `mdd-bench report`) followed by the per-iteration timing of `benchmarks/bench_trajectory.py`
-(`reports/cpu/bench_trajectory.txt`, one run on one machine, with its command). A test checks the
+(`reports/cpu/bench_trajectory.txt`, one run on one machine, with its command), then evaluation time per
+repetition and the runner's overhead per cell (`bench_eval.txt`, `bench_runner.txt`). A test checks the
 committed README against this output.
 
     python benchmarks/readme_summary.py            # rewrite README.md in place
@@ -12,6 +13,7 @@ committed README against this output.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -28,9 +30,33 @@ def trajectory_timing(path: Path) -> str:
     return f"### Time per iteration, one run\n\n`{command}`\n\n```\n{body}\n```\n"
 
 
+def evaluation_and_runner(reports: Path) -> str:
+    """Each `bench_eval.py` run's command and its one-line results, then the runner's overhead per cell."""
+    lines = []
+    for line in (reports / "bench_eval.txt").read_text().splitlines():
+        if line.startswith("# "):
+            lines.append(f"\n`{line[2:].strip()}`\n")
+        elif ": one repetition" in line:
+            lines.append(f"- {line}")
+    runner = (reports / "bench_runner.txt").read_text().splitlines()
+    stats = json.loads(runner[1])
+    lines.append(f"\n`{runner[0][2:].strip()}`\n")
+    share = 100 * stats["overhead_fraction"]
+    lines.append(
+        f"- the runner's own overhead (everything but distillation and evaluation): "
+        f"{stats['overhead_per_cell_s']:.2f} s per cell, {share:.1f}% of the wall time"
+    )
+    note = (
+        "\nOn an unseen pair the first repetition also fills that pair's one-time caches (the image encoder's"
+        " pre-trained anchor, the text encoder's features); the second is the steady cost."
+    )
+    return "### Evaluation and runner cost, one run each\n" + "\n".join(lines) + "\n" + note + "\n"
+
+
 def block(reports: Path) -> str:
     summary = (reports / "summary.md").read_text().strip()
-    return f"{BEGIN}\n{summary}\n\n{trajectory_timing(reports / 'bench_trajectory.txt')}{END}"
+    timing = trajectory_timing(reports / "bench_trajectory.txt")
+    return f"{BEGIN}\n{summary}\n\n{timing}\n{evaluation_and_runner(reports)}{END}"
 
 
 def replace_block(text: str, begin: str, end: str, body: str, name: str = "README") -> str:

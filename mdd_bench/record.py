@@ -68,6 +68,8 @@ class ResultRecord:
     storage_bytes: int | None = None
     distilled_set: str | None = None
     ablation: dict[str, Any] | None = None
+    # Wall seconds of this cell by stage (artifacts, distill, evaluate, random baseline): what the grid cost.
+    stages_s: dict[str, float] = field(default_factory=dict)
     schema: int = SCHEMA
     created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 

@@ -178,6 +178,7 @@ def run_cell(
     `clock` collects the seconds of each stage (artifacts, distill, evaluate) for the run's breakdown.
     """
     clock = clock or StageClock()
+    before = dict(clock.seconds)  # the clock may be the whole grid's: this cell's cost is the difference
     check_budget(ctx.dataset, cell.budget)
     prepare_artifacts(ctx, method.artifacts, config.archs, clock)
     with clock.stage("distill"):
@@ -240,7 +241,18 @@ def run_cell(
         storage_bytes=distilled.storage_bytes,
         distilled_set=str(set_path),
         ablation=ablation,
+        stages_s=stage_delta(clock, before),
     ).to_dict()
+
+
+def stage_delta(clock: StageClock, before: dict[str, float], into: dict[str, float] | None = None) -> dict:
+    """Seconds per stage spent since `before` (a snapshot of the clock), added to `into`'s."""
+    out = dict(into or {})
+    for name, total in clock.seconds.items():
+        spent = total - before.get(name, 0.0)
+        if spent > 0:
+            out[name] = round(out.get(name, 0.0) + spent, 2)
+    return out
 
 
 def _has_native_extras(distilled) -> bool:
@@ -338,6 +350,7 @@ def extend_cell(
             "its own: delete it to re-run the cell, or run with --archs source."
         )
     distilled = saved_set(job)
+    before = dict(clock.seconds)
     prepare_artifacts(ctx, (), "all", clock)
     evaluation = result["evaluation"]
     for track, pairs in missing.items():
@@ -367,6 +380,7 @@ def extend_cell(
             # As in a fresh cell: nothing native to use, so the native numbers are the hard ones.
             evaluation[name] = dict(evaluation[entry["same_as"]], track=name, same_as=entry["same_as"])
     result["config"] = {**result.get("config", {}), "archs": "all"}
+    result["stages_s"] = stage_delta(clock, before, result.get("stages_s"))
     return result
 
 

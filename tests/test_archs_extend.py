@@ -103,9 +103,12 @@ def test_archs_all_evaluates_only_the_missing_pairs_from_the_saved_set(extended:
     for name, old in extended.before.items():
         new = after[name]
         for key in set(old) | set(new):
-            if key not in ("evaluation", "config"):  # distill, created, versions, set path: as recorded
+            if key not in ("evaluation", "config", "stages_s"):  # distill, created, versions: as recorded
                 assert new.get(key) == old.get(key), key
         assert new["config"] == {**old["config"], "archs": "all"}
+        # The extension's cost is added to the cell's: evaluation grew, distillation did not.
+        assert new["stages_s"]["evaluate"] > old["stages_s"]["evaluate"] > 0
+        assert new["stages_s"]["distill"] == old["stages_s"]["distill"]
         hard = new["evaluation"]["hard"]
         assert {(a["image_encoder"], a["text_encoder"]) for a in hard["archs"]} == every
         assert len(hard["archs"]) == len(every)

@@ -32,6 +32,9 @@ def test_run_writes_results_and_skips_finished_cells(tmp_path):
     assert result["storage_bytes"] == 10 * (3 * 32 * 32 + 384) * 4
     assert result["distill"]["peak_mem_mb"] > 0
     assert result["evaluation"]["hard"]["archs"][0]["seeds"] == [0]
+    # The cell's own cost by stage (the grid's clock runs across cells: each file holds only its share).
+    stages = result["stages_s"]
+    assert stages["distill"] >= round(result["distill"]["seconds"], 2) and stages["evaluate"] > 0
     assert "random" in first.output and "k-center" in first.output
 
     mtime = (out / "smoke" / "shapes" / "random" / "b10-s0.json").stat().st_mtime_ns
@@ -247,3 +250,14 @@ def test_a_cache_with_fewer_repetitions_never_replaces_a_published_upper_bound(t
     cache_with([70.0, 71.0, 72.0, 73.0])  # more repetitions finished: rewritten
     publish_full_data(protocol, dataset, config, log=lambda _: None)
     assert published(path) == [70.0, 71.0, 72.0, 73.0]
+
+
+def test_stage_delta_is_this_cells_share_of_a_shared_clock():
+    from mdd_bench.progress import StageClock
+    from mdd_bench.runner import stage_delta
+
+    clock = StageClock(seconds={"evaluate": 5.0, "distill": 2.0, "anchor": 1.0})
+    before = {"evaluate": 3.0, "anchor": 1.0}  # an earlier cell's stages
+    assert stage_delta(clock, before) == {"evaluate": 2.0, "distill": 2.0}  # no anchor work this cell
+    # An extension adds to what the file recorded.
+    assert stage_delta(clock, before, {"evaluate": 1.5, "distill": 9.0}) == {"evaluate": 3.5, "distill": 11.0}

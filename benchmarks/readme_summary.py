@@ -1,9 +1,10 @@
 """Copy the committed reference results into README's first screen, so the two cannot drift apart.
 
 The block between `<!-- results:begin -->` and `<!-- results:end -->` becomes `reports/cpu/summary.md`
-(written by `mdd-bench report`) followed by the per-iteration timing of `benchmarks/bench_trajectory.py`
-(`reports/cpu/bench_trajectory.txt`, one run on one machine, with its command), then evaluation time per
-repetition and the runner's overhead per cell (`bench_eval.txt`, `bench_runner.txt`). A test checks the
+(written by `mdd-bench report`), how long the committed grid took (`grid_time.py`), the per-iteration
+timing of `benchmarks/bench_trajectory.py` (`reports/cpu/bench_trajectory.txt`, one run on one machine,
+with its command), then evaluation time per repetition and the runner's overhead per cell
+(`bench_eval.txt`, `bench_runner.txt`). A test checks the
 committed README against this output.
 
     python benchmarks/readme_summary.py            # rewrite README.md in place
@@ -16,6 +17,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from grid_time import grid_time, sentence
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -55,8 +58,9 @@ def evaluation_and_runner(reports: Path) -> str:
 
 def block(reports: Path) -> str:
     summary = (reports / "summary.md").read_text().strip()
+    spent = sentence(grid_time(reports / "runs", reports / "bench_eval.txt"))
     timing = trajectory_timing(reports / "bench_trajectory.txt")
-    return f"{BEGIN}\n{summary}\n\n{timing}\n{evaluation_and_runner(reports)}{END}"
+    return f"{BEGIN}\n{summary}\n\n{spent}\n\n{timing}\n{evaluation_and_runner(reports)}{END}"
 
 
 def replace_block(text: str, begin: str, end: str, body: str, name: str = "README") -> str:

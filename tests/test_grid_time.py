@@ -1,0 +1,79 @@
+"""grid_time: a cell's cost from its recorded stages, else its log's last finished attempt, else an
+estimate from its evaluation count; the full-data upper bound is left out."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+spec = importlib.util.spec_from_file_location("grid_time", BENCH / "grid_time.py")
+grid_time = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = grid_time
+spec.loader.exec_module(grid_time)
+
+BENCH_EVAL = """# python benchmarks/bench_eval.py ...
+cpu img + txt: one repetition of a 100-pair set (100 epochs + test scoring) takes 10.0-30.0 s with 2 threads
+cpu img2 + txt: one repetition of a 100-pair set (100 epochs + test scoring) takes 4.0-4.5 s with 2 threads
+cpu img + txt: one repetition of a 200-pair set (100 epochs + test scoring) takes 20.0-21.0 s with 2 threads
+"""
+
+
+def arch(image, seeds, source=False):
+    return {"image_encoder": image, "text_encoder": "txt", "source": source, "seeds": seeds}
+
+
+def write(folder: Path, name: str, result: dict, log: str | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(result))
+    if log is not None:
+        (folder / f"{name}.log").write_text(log)
+
+
+def test_recorded_then_log_then_estimate(tmp_path):
+    runs = tmp_path / "runs" / "cpu" / "shapes"
+    write(
+        runs / "mdm",
+        "b100-s0",
+        {"method": "mdm", "budget": 100, "stages_s": {"distill": 30.0, "evaluate": 50.0}},
+    )
+    failed_then_done = (
+        "T start lors budget=100\nT   distill: 999.0 s\nT failed\n"  # an earlier attempt: not counted
+        "T start lors budget=100\nT   text features: 1.0 s\nT   distill: 600.0 s\nT   evaluate: 55.0 s\n"
+        "T   evaluate: 54.0 s\nT   random baseline: 50.0 s\nT done: x.json\n"
+    )
+    write(runs / "lors", "b100-s0", {"method": "lors", "budget": 100}, failed_then_done)
+    old = {"method": "random", "budget": 200, "distill": {"seconds": 0.5}, "evaluation": {
+        "hard": {"archs": [arch("img", [0, 1, 2], source=True)]},
+        "native": {"same_as": "hard", "archs": [arch("img", [0, 1, 2], source=True)]},
+    }}  # fmt: skip
+    write(runs / "random", "b200-s0", old)
+    unseen = {"method": "random", "budget": 200, "distill": {"seconds": 0.0}, "evaluation": {
+        "hard": {"archs": [arch("img", [0], source=True), arch("img2", [0, 1])]}}}  # fmt: skip
+    write(runs / "random", "b200-s1", unseen)
+    write(
+        runs / "full-data",
+        "b20000-s0",
+        {"method": "full-data", "budget": 20000, "distill": {"seconds": None}},
+    )
+    (tmp_path / "bench_eval.txt").write_text(BENCH_EVAL)
+
+    t = grid_time.grid_time(tmp_path / "runs", tmp_path / "bench_eval.txt")
+    assert dict(t.cells) == {"recorded": 1, "log": 1, "estimated": 2, "untimed upper bound": 1}
+    # b200-s0: 3 repetitions x 20 s (the faster of the 200-pair runs), the same_as copy costs nothing.
+    # b200-s1: source 1 x 20 s, img2 2 x 4.0 s scaled by the source pair's 200/100 ratio (2x) = 16 s.
+    assert t.estimated_s == pytest.approx(60.0 + 20.0 + 16.0)
+    assert t.seconds["distill"] == pytest.approx(30.0 + 600.0 + 0.5)
+    assert t.seconds["evaluate"] == pytest.approx(50.0 + 109.0 + 96.0)
+    assert t.seconds["random baseline"] == pytest.approx(50.0)
+    assert "4 result files took" in grid_time.sentence(t)
+
+
+def test_an_unfinished_last_attempt_is_not_a_cost_record(tmp_path):
+    log = tmp_path / "b100-s0.log"
+    log.write_text("T start m\nT   distill: 5.0 s\nT done: x\nT start m\nT   distill: 7.0 s\n")
+    assert grid_time.log_stages(log) is None
+    assert grid_time.log_stages(tmp_path / "missing.log") is None

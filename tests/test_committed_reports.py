@@ -9,6 +9,7 @@ and be regenerated, not match.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from mdd_bench.report import write_report
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the scripts import each other (grid_time, findings_numbers)
 REPORTS = REPO / "reports"
 TEXT = {".md", ".tex", ".csv"}
 
@@ -48,9 +50,6 @@ def test_readme_first_screen_is_the_committed_summary() -> None:
 
 
 def test_findings_block_is_the_committed_results() -> None:
-    import sys
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import findings
 
     text = (REPORTS / "FINDINGS.md").read_text()

@@ -50,7 +50,9 @@ class LoRS(TESLA):
         # TESLA's cpu data lrs, then lr_sim chosen on val at 100 pairs, seed 0 (best native val mean recall
         # over 300 iterations; initial set 16.8): lr_sim 1: 23.4 (at 100), 10: 22.6 (at 100), 100: never
         # beat the init (the learned similarity collapses retrieval to 1-8). Rank 10 and alpha 1 as the
-        # reference's COCO-100 row (not tuned).
+        # reference's COCO-100 row (not tuned). Data lrs re-checked on RepBlend's grid (lr_sim 1,
+        # reports/cpu/probes/lors_val.jsonl): 10/10: 21.4 (at 300), 3/3: 21.3 (at 250), both below
+        # 100/100's 23.4 (at 100), so TESLA's 100/100 stay.
         "cpu": {**TESLA.defaults["cpu"], "lr_sim": 1.0, "sim_rank": 10, "sim_alpha": 1.0},
         "smoke": {**TESLA.defaults["smoke"], "sim_rank": 2},
     }

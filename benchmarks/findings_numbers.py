@@ -205,15 +205,20 @@ def cross_arch_section(frame: pd.DataFrame, protocol: str, track: str, budget: i
     return f"### Cross-architecture at {budget} pairs ({track} track)\n\n" + table(head, rows)
 
 
-def timing_section(frame: pd.DataFrame, protocol: str) -> str:
+def cost_table(frame: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """(method, budget, seed) x cost metric (time_per_iter_s, iters_to_best, ...), main grid only."""
     f = frame[
         (frame["protocol"] == protocol)
         & (frame["track"] == "-")  # cost rows belong to the cell, not to a track
         & (frame["ablation_group"].isna() | (frame["ablation_group"] == ""))
     ]
-    wide = f.pivot_table(
+    return f.pivot_table(
         index=["method", "budget", "seed"], columns="metric", values="value", aggfunc="first"
     )
+
+
+def timing_section(frame: pd.DataFrame, protocol: str) -> str:
+    wide = cost_table(frame, protocol)
     rows = []
     for (method, budget), g in wide.groupby(level=["method", "budget"]):
         if method not in TIMED or "time_per_iter_s" not in g:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from findings_numbers import Diff, Sample, sample_of, seed_values, table, welch_samples
+from findings_numbers import Diff, Sample, cost_table, sample_of, seed_values, table, welch_samples
 
 DATASETS = ("Flickr8k", "Flickr30k", "COCO")
 # Retrieval table: mean recall per (method, pairs) on Flickr8k, Flickr30k, COCO.
@@ -117,13 +117,14 @@ def bench_ratios(path: Path) -> dict[tuple[str, int], float]:
 
 def cost_sample(frame: pd.DataFrame, protocol: str, method: str, budget: int) -> Sample:
     """Minutes to the best iteration (time/iter x iterations till best) over the grid's seeds."""
-    f = frame[
-        (frame["protocol"] == protocol) & (frame["track"] == "-") & (frame["method"] == method)
-        & (frame["budget"] == budget) & (frame["ablation_group"].isna() | (frame["ablation_group"] == ""))
-    ]  # fmt: skip
-    wide = f.pivot_table(index="seed", columns="metric", values="value", aggfunc="first")
-    if "time_per_iter_s" not in wide or "iters_to_best" not in wide:
+    wide = cost_table(frame, protocol)
+    if (
+        "time_per_iter_s" not in wide
+        or "iters_to_best" not in wide
+        or (method, budget) not in wide.index.droplevel(2)
+    ):
         return Sample.of(np.array([]))
+    wide = wide.xs((method, budget), level=["method", "budget"])
     return Sample.of((wide["time_per_iter_s"] * wide["iters_to_best"] / 60).to_numpy(dtype=float))
 
 

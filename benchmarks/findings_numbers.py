@@ -172,27 +172,34 @@ def ranking_section(frame: pd.DataFrame, protocol: str, track: str) -> str:
     return "\n".join(lines)
 
 
-def cross_arch_section(frame: pd.DataFrame, protocol: str, track: str, budget: int = 100) -> str:
+def source_and_unseen(
+    frame: pd.DataFrame, protocol: str, track: str, method: str, budget: int
+) -> tuple[pd.Series, pd.Series, int]:
+    """Per-seed mean recall on the source pair and averaged over the unseen pairs (seeds having both),
+    and how many unseen (image, text) pairs there are: the one reading of a cross-architecture cell."""
     f = frame[
-        (frame["protocol"] == protocol)
-        & (frame["track"] == track)
-        & (frame["metric"] == "mean")
-        & (frame["budget"] == budget)
+        (frame["protocol"] == protocol) & (frame["track"] == track) & (frame["metric"] == "mean")
+        & (frame["budget"] == budget) & (frame["method"] == method)
         & (frame["ablation_group"].isna() | (frame["ablation_group"] == ""))
-    ]
+    ]  # fmt: skip
+    unseen_rows = f[~f["source"].astype(bool)]
+    unseen = unseen_rows.groupby("seed")["value"].mean()
+    source = f[f["source"].astype(bool)].groupby("seed")["value"].mean()
+    seeds = source.index.intersection(unseen.index)
+    pairs = unseen_rows.groupby(["image_encoder", "text_encoder"]).ngroups
+    return source[seeds], unseen[seeds], pairs
+
+
+def cross_arch_section(frame: pd.DataFrame, protocol: str, track: str, budget: int = 100) -> str:
     rows = []
-    for method, g in f.groupby("method"):
-        unseen = g[~g["source"].astype(bool)]
-        if unseen.empty:
+    for method in sorted(frame.loc[frame["protocol"] == protocol, "method"].unique()):
+        source, unseen, pairs = source_and_unseen(frame, protocol, track, method, budget)
+        if not pairs:
             continue
-        source = g[g["source"].astype(bool)].groupby("seed")["value"].mean()
-        other = unseen.groupby("seed")["value"].mean()
-        seeds = source.index.intersection(other.index)
-        drop = (source[seeds] - other[seeds]).to_numpy(dtype=float)
-        relative = 100 * drop / source[seeds].to_numpy(dtype=float)
-        pairs = unseen.groupby(["image_encoder", "text_encoder"]).ngroups
+        drop = (source - unseen).to_numpy(dtype=float)
+        relative = 100 * drop / source.to_numpy(dtype=float)
         rows.append(
-            [method, fmt(source.to_numpy()), fmt(other.to_numpy()), fmt(drop), fmt(relative), str(pairs)]
+            [method, fmt(source.to_numpy()), fmt(unseen.to_numpy()), fmt(drop), fmt(relative), str(pairs)]
         )
     head = [
         "method",

@@ -15,7 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from findings_numbers import Diff, Sample, cost_table, sample_of, seed_values, table, welch_samples
+from findings_numbers import (
+    Diff,
+    Sample,
+    cost_table,
+    sample_of,
+    seed_values,
+    source_and_unseen,
+    table,
+    welch_samples,
+)
 
 DATASETS = ("Flickr8k", "Flickr30k", "COCO")
 # Retrieval table: mean recall per (method, pairs) on Flickr8k, Flickr30k, COCO.
@@ -80,20 +89,9 @@ def _row(claim: str, budget: int, theirs: str, d: Diff, kind: str = "greater") -
 
 def unseen_samples(frame: pd.DataFrame, protocol: str, track: str, method: str, budget: int) -> tuple:
     """(source, mean over unseen pairs, relative drop %) as per-seed Samples of one method."""
-    f = frame[
-        (frame["protocol"] == protocol) & (frame["track"] == track) & (frame["metric"] == "mean")
-        & (frame["budget"] == budget) & (frame["method"] == method)
-        & (frame["ablation_group"].isna() | (frame["ablation_group"] == ""))
-    ]  # fmt: skip
-    unseen = f[~f["source"].astype(bool)].groupby("seed")["value"].mean()
-    source = f[f["source"].astype(bool)].groupby("seed")["value"].mean()
-    seeds = source.index.intersection(unseen.index)
-    drop = 100 * (source[seeds] - unseen[seeds]) / source[seeds]
-    return (
-        Sample.of(source[seeds].to_numpy()),
-        Sample.of(unseen[seeds].to_numpy()),
-        Sample.of(drop.to_numpy()),
-    )
+    source, unseen, _ = source_and_unseen(frame, protocol, track, method, budget)
+    drop = 100 * (source - unseen) / source
+    return Sample.of(source.to_numpy()), Sample.of(unseen.to_numpy()), Sample.of(drop.to_numpy())
 
 
 def bench_ratios(path: Path) -> dict[tuple[str, int], float]:

@@ -118,12 +118,34 @@ def test_deterministic_method_falls_back_to_its_evaluation_runs():
     assert d.diff == pytest.approx(1.0) and ref.pvalue > 0.05 and not d.diff - d.half > 0
 
 
+def _unseen(cells):
+    """Unseen-pair rows: (method, seed, value, image encoder), all with the same unseen text encoder."""
+    return pd.concat(
+        [_rows([(m, s, v)], source=False, image_encoder=e, text_encoder="clip-text") for m, s, v, e in cells],
+        ignore_index=True,
+    )
+
+
 def test_unseen_drop_is_per_seed_relative_to_the_source_pair():
-    src = _rows([("mdm", 0, 20.0), ("mdm", 1, 30.0)])
-    unseen = _rows([("mdm", 0, 10.0), ("mdm", 0, 14.0), ("mdm", 1, 15.0), ("mdm", 1, 15.0)], source=False)
+    src = _rows([("mdm", 0, 20.0), ("mdm", 1, 30.0)], image_encoder="nf", text_encoder="bert")
+    unseen = _unseen([("mdm", 0, 10.0, "vit"), ("mdm", 0, 14.0, "rn"), ("mdm", 1, 15.0, "vit"),
+                      ("mdm", 1, 15.0, "rn")])  # fmt: skip
     source, other, drop = poster_claims.unseen_samples(pd.concat([src, unseen]), "cpu", "hard", "mdm", 100)
     assert other.mean == pytest.approx((12.0 + 15.0) / 2)
     assert drop.mean == pytest.approx((40.0 + 50.0) / 2) and drop.n == 2  # 20->12 and 30->15
+
+
+def test_cross_arch_section_pairs_seeds_and_skips_source_only_methods():
+    """A seed without unseen runs is left out of both columns, so the drop compares like with like."""
+    src = _rows(
+        [("mdm", 0, 20.0), ("mdm", 1, 30.0), ("lors", 0, 25.0)], image_encoder="nf", text_encoder="bert"
+    )
+    unseen = _unseen([("mdm", 0, 10.0, "vit"), ("mdm", 0, 14.0, "rn")])
+    text = findings.cross_arch_section(pd.concat([src, unseen], ignore_index=True), "cpu", "hard")
+    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 1 and rows[0].startswith("| mdm | 20.0 ")  # seed 1 has no unseen runs; lors none
+    assert rows[0].rstrip(" |").endswith("| 2")  # two unseen (image, text) pairs
+    assert "| 8.0 " in rows[0] and "| 40.0 " in rows[0]  # 20 -> 12: 8 points, 40 %
 
 
 def test_bench_ratios_parse_the_benchmark_table(tmp_path):

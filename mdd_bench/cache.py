@@ -32,12 +32,30 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (setting it is process-wide)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write through a temporary file in the same folder then rename, so readers never see half a file."""
+    """Write through a temporary file in the same folder then rename, so readers never see half a file.
+
+    mkstemp creates the file 0600; it gets the mode an ordinary write would (0666 less the umask), so
+    results and cache files stay readable by the other users and nodes sharing `MDD_BENCH_HOME`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         write(Path(tmp))
         os.replace(tmp, path)

@@ -108,3 +108,20 @@ def test_sigkill_during_cells_then_rerun(fresh_home, tmp_path):
     assert killed >= 1
     finish(args, fresh_home)
     check_results(out, {f"random/b10-s{s}.json" for s in seeds} | {"herding/b10-s0.json"})
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_atomic_write_gives_the_mode_an_ordinary_write_would(tmp_path, mask):
+    """mkstemp's 0600 must not leak: a result file on a shared MDD_BENCH_HOME is read by other users."""
+    from mdd_bench.cache import atomic_write_json, current_umask
+
+    old = os.umask(mask)
+    try:
+        assert current_umask() == mask
+        path = atomic_write_json(tmp_path / "r.json", {"a": 1})
+        plain = tmp_path / "plain.json"
+        plain.write_text("{}")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert json.loads(path.read_text()) == {"a": 1} and not list(tmp_path.glob(".*.tmp"))

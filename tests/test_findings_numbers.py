@@ -158,3 +158,13 @@ budget                    lors                     mdm
     ratios = poster_claims.bench_ratios(tmp_path / "bench.txt")
     assert ratios == {("lors", 100): 1.0, ("mdm", 100): 0.09, ("lors", 200): 1.0, ("mdm", 200): 0.12}
     assert poster_claims.bench_ratios(tmp_path / "missing.txt") == {}
+
+
+def test_collapsed_source_recall_gives_no_relative_drop():
+    """Source and unseen both at 0 recall: the points drop is 0, the relative drop is undefined ('--'),
+    not 0 % or a division error."""
+    src = _rows([("mdm", 0, 0.0), ("mdm", 1, 0.0)], image_encoder="nf", text_encoder="bert")
+    frame = pd.concat([src, _unseen([("mdm", 0, 0.0, "vit"), ("mdm", 1, 0.0, "vit")])], ignore_index=True)
+    row = [line for line in findings.cross_arch_section(frame, "cpu", "hard").splitlines() if "| mdm" in line]
+    assert row[0].split(" | ")[3:5] == ["0.0 ± 0.0", "--"]
+    assert poster_claims.unseen_samples(frame, "cpu", "hard", "mdm", 100)[2].n == 0

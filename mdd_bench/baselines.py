@@ -58,6 +58,8 @@ def random_like(ctx: DistillContext, distilled: DistilledSet, seed: int) -> Dist
     if "similarity" in used:
         extras["similarity"] = reference_similarity(ctx.reference_model(), pairs.images, pairs.texts)
     provenance = dict(pairs.provenance, baseline_of=distilled.provenance.get("method"))
+    if "learned_lr" in used:  # the lrs are step sizes of these towers' parameters, so they go with them
+        provenance["towers"] = distilled.towers
     if "eval_loss" in distilled.provenance:
         provenance["eval_loss"] = distilled.provenance["eval_loss"]
     return DistilledSet(pairs.images, pairs.texts, extras, provenance)

@@ -15,10 +15,11 @@ from click.testing import CliRunner
 
 from mdd_bench import runner
 from mdd_bench.api import DistillContext, Method
-from mdd_bench.baselines import SIMILARITY_FROM, random_like, soft_targets
+from mdd_bench.baselines import SIMILARITY_FROM, native_extras, random_like, soft_targets
 from mdd_bench.cli import cli
 from mdd_bench.data import load_dataset
 from mdd_bench.distilled import DistilledSet
+from mdd_bench.models.dual import BACKBONE, FROZEN
 from mdd_bench.protocol import load_protocol
 from mdd_bench.registry import get_method
 from mdd_bench.results import load_frame
@@ -149,3 +150,24 @@ def test_dry_run_lists_the_random_cells_unless_switched_off(tmp_path: Path) -> N
     off = CliRunner().invoke(cli, [*args, "--no-random-baseline"])
     assert off.exit_code == 0, off.output
     assert "cells: 1 in the grid" in off.output and "\nrandom " not in off.output
+
+
+@pytest.mark.parametrize("protocol", ["smoke", "smoke-frozen"])
+def test_the_baseline_keeps_the_learned_lrs_towers(protocol: str) -> None:
+    """A set's learned lrs apply only where the evaluation trains the towers they were learned for, so
+    the random pairs must carry that provenance too (under cpu-frozen they once lost it: RepBlend's cells
+    failed their extras check, and a silent drop would have compared unlike recipes)."""
+    proto = load_protocol(protocol)
+    ctx = DistillContext(proto, load_dataset("shapes", proto, progress=False), seed=0, progress=False)
+    pairs = ctx.coreset(list(range(6)), method="lrs-only")
+    lrs = {"lr_img": torch.tensor(LR_IMG), "lr_txt": torch.tensor(LR_TXT)}
+    for towers in (BACKBONE, FROZEN):
+        mine = DistilledSet(pairs.images, pairs.texts, lrs, {**pairs.provenance, "towers": towers})
+        used = native_extras(ctx, mine)
+        assert used == (["learned_lr"] if towers == proto.eval.towers else [])
+        baseline = random_like(ctx, mine, seed=0)
+        if not used:
+            assert baseline is None  # nothing to pair: the random cells themselves are the baseline
+            continue
+        assert native_extras(ctx, baseline) == used and baseline.towers == towers
+        assert ctx.evaluator.recipe_for(baseline, "native")[0] == ctx.evaluator.recipe_for(mine, "native")[0]

@@ -47,6 +47,8 @@ class CellJob:
     # An extension of a finished cell: the (image, text) encoder pairs its result lacked when planned
     # (rechecked under the lock); empty for a cell to distil and evaluate.
     extend: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    # A finished cell re-run whole (`RunConfig.redistill`): `--archs all` lacks pairs and its saved set.
+    redo: bool = field(default=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -84,6 +86,8 @@ class CellJob:
     @property
     def announce(self) -> str:
         """The line an executor says when it starts the job."""
+        if self.redo:
+            return f"redo {self.label}: its saved set is gone, so it is distilled again for every pair"
         if not self.extend:
             return f"run  {self.label}"
         count = len(self.extend)
@@ -165,7 +169,7 @@ def execute_cell(
             remove_stale_temps(target)
         log = CellLog(job.log_path)
         clock = StageClock(on_stage=on_stage, on_done=lambda name, s: log(f"  {name}: {s:.1f} s"))
-        start = job.announce if job.extend else f"start {job.label}"
+        start = job.announce if job.extend or job.redo else f"start {job.label}"
         log(f"{start} (protocol {job.protocol.name}, device {config.device})")
         try:
             result = _run(job, config, datasets, clock, progress)
@@ -184,10 +188,10 @@ def execute_cell(
 
 
 def _still_to_extend(job: CellJob, config: RunConfig) -> bool:
-    """Whether an extension job's result still lacks pairs (another run may have added them)."""
+    """Whether an extension (or re-run) job's result still lacks pairs (another run may have added them)."""
     from .runner import extension_job
 
-    return bool(job.extend) and extension_job(job, config) is not None
+    return bool(job.extend or job.redo) and extension_job(job, config) is not None
 
 
 def _run(

@@ -347,6 +347,10 @@ def _executor_config(config, executor: str, address: str | None, cpus_per_task: 
 @click.option("--random-baseline/--no-random-baseline", "random_baseline", default=True, show_default=True,
               help="Add random cells (same budgets and seeds) and a native random baseline per cell with "
                    "extras: what improvement over random (IOR) and the score subtract.")  # fmt: skip
+@click.option("--redistill-missing-sets", "redistill", is_flag=True,
+              help="With --archs all: re-run whole a finished cell whose saved set is gone (sets "
+                   "are not committed) instead of failing; its result is replaced once the new one "
+                   "is written.")  # fmt: skip
 def run_cmd(
     methods: str | None,
     datasets: str | None,
@@ -371,6 +375,7 @@ def run_cmd(
     write_report_: bool,
     report_dir: Path | None,
     random_baseline: bool,
+    redistill: bool,
 ) -> None:
     """Distil and evaluate every cell (method x dataset x budget x seed); finished cells are skipped."""
     import time
@@ -411,6 +416,7 @@ def run_cmd(
     _executor_config(config, executor, address, cpus_per_task, gpus_per_task, ray_cpus)
     config.full_data_repetitions = full_data_repetitions
     config.random_baseline = random_baseline
+    config.redistill = redistill
     unknown_sets = set(config.overrides) - set(names)
     if unknown_sets:
         raise MddError(f"--set names method '{sorted(unknown_sets)[0]}', which is not in --methods.")

@@ -21,7 +21,7 @@ from .evaluate import arch_grid
 from .locks import is_locked
 from .protocol import Protocol
 from .results import read_result
-from .runner import RunConfig, extension_job, missing_pairs, plan_grid
+from .runner import RunConfig, extension_job, missing_pairs, plan_grid, redo_if_setless
 from .training import Recipe
 
 CAPTIONS_PER_SHAPES_IMAGE = 5
@@ -41,7 +41,9 @@ def cell_status(job: CellJob, extension: CellJob | None = None) -> str:
     if is_locked(job.path):
         return "running elsewhere"
     state = "to run"
-    if extension is not None:
+    if extension is not None and extension.redo:
+        state = "to re-run whole: its saved set is missing (--redistill-missing-sets)"
+    elif extension is not None:
         saved = job.set_file.is_file()
         missing = "" if saved else ", saved set missing"  # it would fail: sets are not committed
         state = f"to extend: {len(extension.extend)} encoder pair(s){missing}"
@@ -193,9 +195,9 @@ def evaluation_work(job: CellJob, config: RunConfig) -> tuple[int, int, int]:
 def describe_plan(protocol: Protocol, config: RunConfig) -> str:
     """The dry run's text: cells with their status, the artifacts, the estimate of the work."""
     jobs = plan_grid(protocol, config, log=lambda _: None)
-    extensions = {j: extension_job(j, config) for j in jobs}
+    extensions = {j: (e and redo_if_setless(j, e, config)) for j in jobs for e in [extension_job(j, config)]}
     statuses = [cell_status(j, extensions[j]) for j in jobs]
-    todo = [j for j, s in zip(jobs, statuses, strict=True) if s.startswith("to run")]
+    todo = [j for j, s in zip(jobs, statuses, strict=True) if s.startswith(("to run", "to re-run"))]
     extend: list[CellJob] = [
         e for j, s in zip(jobs, statuses, strict=True) if s.startswith("to extend") and (e := extensions[j])
     ]
@@ -203,7 +205,9 @@ def describe_plan(protocol: Protocol, config: RunConfig) -> str:
     elsewhere = statuses.count("running elsewhere")
     failed = sum("(failed before" in s for s in statuses)
     lines = [f"dry run: nothing is built, trained or written; results would go to {Path(config.out)}", ""]
+    redo = sum(s.startswith("to re-run") for s in statuses)
     head = f"cells: {len(jobs)} in the grid, {done} done, {len(todo)} to run"
+    head += f" ({redo} finished ones re-run whole: saved set missing)" if redo else ""
     head += f", {len(extend)} to extend with the encoder pairs they lack" if extend else ""
     head += f" ({failed} failed before)" if failed else ""
     head += f", {elsewhere} running in another process" if elsewhere else ""

@@ -325,7 +325,7 @@ class RayExecutor:
                 artifacts[(name, "reference_model")] = [ref]
         cells = {}
         for job in jobs:
-            if job.extend:  # cells start silently here; an extension says what it adds, as locally
+            if job.extend or job.redo:  # cells start silently here; these say what they do, as locally
                 log(job.announce)
             deps = list(artifacts[(job.cell.dataset, "prepare")])
             for artifact in ("experts", "head_experts", "reference_model"):

@@ -75,6 +75,10 @@ class RunConfig:
     # Improvement over random: add `random` cells to a grid of other methods, and give every native
     # track with extras a random baseline trained with the same kind of extras.
     random_baseline: bool = True
+    # `--archs all` on a finished cell whose saved set is gone (sets are not committed): re-run it whole
+    # (distil and evaluate every pair) instead of failing; its result is replaced only once the new one
+    # is written, so a failed re-run keeps it.
+    redistill: bool = False
 
 
 class PeakMemory:
@@ -301,6 +305,13 @@ def extension_job(job: CellJob, config: RunConfig) -> CellJob | None:
     return dataclasses.replace(job, extend=pairs) if pairs else None
 
 
+def redo_if_setless(job: CellJob, extension: CellJob, config: RunConfig) -> CellJob:
+    """`extension`, or with `redistill` and no saved set to extend from, `job` re-run whole."""
+    if config.redistill and not (job.set_file.is_file() and job.set_sidecar.is_file()):
+        return dataclasses.replace(job, redo=True)
+    return extension
+
+
 def saved_set(job: CellJob) -> DistilledSet:
     """The distilled set the runner saved beside a finished result (`sets/<stem>`), checked to be
     that cell's; a missing one (sets are not committed) is a one-line error saying what to do."""
@@ -308,7 +319,8 @@ def saved_set(job: CellJob) -> DistilledSet:
         if not path.is_file():
             raise MddError(
                 f"The saved set {path} of finished cell {job.short} is missing, so its other encoder pairs "
-                f"cannot be evaluated: delete {job.path} to re-run the cell, or run with --archs source."
+                f"cannot be evaluated: pass --redistill-missing-sets to re-run the cell, or run with --archs "
+                "source."
             )
     distilled = DistilledSet.load(job.set_file)
     cell, made = job.cell, distilled.provenance
@@ -498,7 +510,7 @@ def execute_grid(protocol: Protocol, config: RunConfig, log=print, progress: boo
         if not job.path.exists():
             pending.append(job)
         elif (extension := extension_job(job, config)) is not None:
-            pending.append(extension)
+            pending.append(redo_if_setless(job, extension, config))
         else:
             log(f"skip {job.label}: {job.path} exists")
     upper = _upper_bound_protocols(protocol, config) if config.full_data_repetitions else []

@@ -157,12 +157,50 @@ def test_a_missing_saved_set_fails_that_cell_only(source_runs: Path, tmp_path: P
     error = status[0].error
     assert error is not None and "\n" not in error
     assert str(folder(out) / "sets" / "b10-s0.safetensors") in error
-    assert f"delete {result}" in error and "--archs source" in error
+    assert "--redistill-missing-sets" in error and "--archs source" in error
     assert (folder(out) / "b10-s0.error.txt").read_text() == error + "\n"
     assert result.read_bytes() == before
     assert len(json.loads((folder(out) / "b10-s1.json").read_text())["evaluation"]["hard"]["archs"]) == 4
     message = grid.failure_message()
     assert message is not None and "random/b10-s0" in message
+
+
+def test_redistill_reruns_a_setless_cell_whole(
+    source_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = copy_of(source_runs, tmp_path)
+    result = folder(out) / "b10-s0.json"
+    before = result.read_bytes()
+    for path in (folder(out) / "sets").glob("b10-s0.*"):
+        path.unlink()
+    protocol = load_protocol("smoke")
+    config = RunConfig(**GRID, archs="all", out=out, repetitions=1, redistill=True)
+    plan = describe_plan(protocol, config)
+    assert plan.count("to re-run whole") == 1 and plan.count("to extend: 3 encoder pair(s)") == 1
+
+    from mdd_bench import runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("distillation broke")
+
+    with monkeypatch.context() as patch:  # a re-run that fails keeps the finished result
+        patch.setattr(runner, "run_cell", broken)
+        grid = execute_grid(protocol, config, log=lambda _: None, progress=False)
+    assert {o.job.cell.seed: o.status for o in grid.outcomes} == {0: FAILED, 1: DONE}  # 1 is extended
+    assert result.read_bytes() == before
+
+    said: list[str] = []
+    grid = execute_grid(protocol, config, log=said.append, progress=False)
+    assert {o.job.cell.seed: o.status for o in grid.outcomes} == {0: DONE}
+    assert any(line.startswith("redo random shapes budget=10 seed=0") for line in said)
+    old, new = json.loads(before), json.loads(result.read_text())
+    for track, entry in new["evaluation"].items():
+        assert len(entry["archs"]) == 4 and MARKER not in json.dumps(entry)  # distilled and evaluated anew
+        # random pairs are a function of the seed: the source pair scores what it scored before
+        assert source(entry)["mean"] == source(old["evaluation"][track])["mean"]
+    assert (folder(out) / "sets" / "b10-s0.safetensors").is_file()
+    again, _ = run(out, "all")
+    assert not again.outcomes
 
 
 def test_dry_run_lists_extensions_and_their_work(source_runs: Path, extended: Extended) -> None:

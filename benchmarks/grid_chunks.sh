@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run the reference grid in resumable chunks, one `mdd-bench run` each (finished cells are skipped), and
+# after each chunk regenerate the reports and commit the new result files, so a stopped session loses at
+# most the chunk it was in. How `reports/cpu/runs/` was filled.
+#
+#   benchmarks/grid_chunks.sh PROTOCOL:METHODS:BUDGET:SEED[:ARCHS] ...
+#   benchmarks/grid_chunks.sh cpu-frozen:random,repblend,lors:200:0 cpu:mdm:100:0:all
+#
+# An `all` chunk re-runs whole (--redistill-missing-sets) the finished cells whose saved sets are gone.
+# Create the file $GRID_STOP (default /tmp/mdd-bench-grid.STOP) to stop before the next chunk.
+set -u
+cd "$(dirname "$0")/.."
+STOP=${GRID_STOP:-/tmp/mdd-bench-grid.STOP}
+RUNS=reports/cpu/runs
+say() { echo "$(date -u +%FT%T) $*"; }
+
+for spec in "$@"; do
+  IFS=: read -r proto methods budget seed archs <<< "$spec"
+  archs=${archs:-source}
+  if [ -e "$STOP" ]; then say "$STOP exists: stopped before $spec"; exit 0; fi
+  cmd="mdd-bench run --protocol $proto --methods $methods --budgets $budget --seeds $seed --archs $archs"
+  cmd+=" --tracks hard,native --out $RUNS"
+  [ "$archs" = all ] && cmd+=" --redistill-missing-sets"
+  say "chunk: $cmd"
+  $cmd
+  say "run exit $?"
+  [ -z "$(git status --porcelain "$RUNS")" ] && continue
+  mdd-bench report --runs "$RUNS" --out reports --no-gallery \
+    && python benchmarks/readme_summary.py && python benchmarks/findings.py
+  say "report exit $?"
+  git add reports README.md
+  git commit -qm "$methods under $proto at $budget pairs, seed(s) $seed, archs $archs ($cmd); reports, README and FINDINGS regenerated" \
+    && say "committed"
+done

@@ -281,8 +281,13 @@ def blend_section(frame: pd.DataFrame, track: str, protocols: tuple[str, str] = 
         rows.append([f"repblend − lors, both under {p}", *[d.text() for d in same[p]]])
     kept = []
     for k in range(len(budgets)):
-        c, f = crossed[k].diff, same[frozen][k].diff
-        kept.append("--" if math.isnan(c) or math.isnan(f) or c <= 0 else f"{100 * f / c:.0f}%")
+        gain, f = crossed[k], same[frozen][k].diff
+        if math.isnan(gain.diff) or math.isnan(f):
+            kept.append("--")
+        elif math.isnan(gain.half) or gain.diff - gain.half <= 0:  # a share of noise is any number at all
+            kept.append("no gain to share (interval spans 0)")
+        else:
+            kept.append(f"{100 * f / gain.diff:.0f}%")
     rows.append([f"share of the paper-style gain left under {frozen} alone", *kept])
     head = ["", *[f"{b} pairs" for b in budgets]]
     return f"### RepBlend vs LoRS under both protocols ({track} track), mean recall\n\n" + table(head, rows)

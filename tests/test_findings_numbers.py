@@ -61,8 +61,9 @@ def test_blend_section_separates_protocol_from_method():
 
 
 def test_blend_section_claims_no_share_without_a_gain_or_a_cell():
-    """Degenerate 2 x 2: no paper-style gain (RepBlend@frozen = LoRS@cpu, constant seeds) or a missing
-    LoRS@frozen cell gives no share ("--"), not 0% or a division by zero."""
+    """Degenerate 2 x 2: no paper-style gain (RepBlend@frozen = LoRS@cpu, constant seeds), a gain inside
+    the noise (its interval spans 0: the ratio would be any number, -1010% once on real cells) or a
+    missing LoRS@frozen cell gives no share, not 0%, a wild ratio or a division by zero."""
 
     def frame(cells):
         return pd.DataFrame([{"protocol": p, "track": "hard", "metric": "mean", "source": True,
@@ -74,7 +75,17 @@ def test_blend_section_claims_no_share_without_a_gain_or_a_cell():
         return line.split(" | ")[1].strip(" |")
 
     tied = frame([("cpu-frozen", "repblend", 20.0), ("cpu", "lors", 20.0), ("cpu-frozen", "lors", 18.0)])
-    assert share(findings.blend_section(tied, "hard")) == "--"
+    assert share(findings.blend_section(tied, "hard")) == "no gain to share (interval spans 0)"
+    noisy = frame([("cpu-frozen", "lors", 18.0)]).assign(
+        value=lambda f: f["value"] + [-9.0, 0.0, 9.0]  # seeds 9 apart
+    )
+    for protocol, method, level in [("cpu-frozen", "repblend", 20.5), ("cpu", "lors", 20.0)]:
+        noisy = pd.concat(
+            [noisy, frame([(protocol, method, level)]).assign(value=lambda f: f["value"] + [-9, 0, 9])]
+        )
+    text = findings.blend_section(noisy, "hard")
+    assert "| repblend@cpu-frozen − lors@cpu (the paper's comparison) | +0.5 ±" in text
+    assert share(text) == "no gain to share (interval spans 0)"
     missing = frame([("cpu-frozen", "repblend", 30.0), ("cpu", "lors", 20.0)])
     text = findings.blend_section(missing, "hard")
     assert share(text) == "--" and "| lors under cpu-frozen | -- |" in text

@@ -284,7 +284,9 @@ def blend_section(frame: pd.DataFrame, track: str, protocols: tuple[str, str] = 
         gain, f = crossed[k], same[frozen][k].diff
         if math.isnan(gain.diff) or math.isnan(f):
             kept.append("--")
-        elif math.isnan(gain.half) or gain.diff - gain.half <= 0:  # a share of noise is any number at all
+        elif math.isnan(gain.half):
+            kept.append("-- (fewer than 2 seeds)")
+        elif gain.diff - gain.half <= 0:  # a share of noise is any number at all
             kept.append("no gain to share (interval spans 0)")
         else:
             kept.append(f"{100 * f / gain.diff:.0f}%")

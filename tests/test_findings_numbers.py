@@ -86,6 +86,8 @@ def test_blend_section_claims_no_share_without_a_gain_or_a_cell():
     text = findings.blend_section(noisy, "hard")
     assert "| repblend@cpu-frozen − lors@cpu (the paper's comparison) | +0.5 ±" in text
     assert share(text) == "no gain to share (interval spans 0)"
+    one = frame([("cpu-frozen", "repblend", 30.0), ("cpu", "lors", 20.0), ("cpu-frozen", "lors", 26.0)])
+    assert share(findings.blend_section(one[one["seed"] == 0], "hard")) == "-- (fewer than 2 seeds)"
     missing = frame([("cpu-frozen", "repblend", 30.0), ("cpu", "lors", 20.0)])
     text = findings.blend_section(missing, "hard")
     assert share(text) == "--" and "| lors under cpu-frozen | -- |" in text

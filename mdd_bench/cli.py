@@ -416,6 +416,9 @@ def run_cmd(
     _executor_config(config, executor, address, cpus_per_task, gpus_per_task, ray_cpus)
     config.full_data_repetitions = full_data_repetitions
     config.random_baseline = random_baseline
+    if redistill and archs != "all":
+        raise MddError("--redistill-missing-sets only acts with --archs all (a cell re-run to reach every "
+                       "encoder pair); add --archs all or drop the flag.")  # fmt: skip
     config.redistill = redistill
     unknown_sets = set(config.overrides) - set(names)
     if unknown_sets:

@@ -220,3 +220,14 @@ def test_evaluating_a_pair_outside_the_protocol_grid_is_an_error(smoke) -> None:
     assert evaluator.pairs_of("all", [("test_resnet", "minilm")]) == [("test_resnet", "minilm")]
     with pytest.raises(MddError, match="not in the grid of protocol 'smoke'"):
         evaluator.pairs_of("source", [("test_resnet", "nope")])
+
+
+def test_redistill_without_archs_all_is_an_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mdd_bench.cli import cli
+
+    args = ["run", "--protocol", "smoke", "--methods", "random", "--budgets", "10", "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli, [*args, "--redistill-missing-sets", "--dry-run"])
+    assert result.exit_code != 0 and "--redistill-missing-sets only acts with --archs all" in result.output
+    assert not any(tmp_path.iterdir())  # nothing planned, nothing written

@@ -84,6 +84,11 @@ class CellJob:
         return self.set_base.with_name(self.set_base.name + ".json")
 
     @property
+    def has_saved_set(self) -> bool:
+        """Both files of the saved set are there, so the cell can be extended from it."""
+        return self.set_file.is_file() and self.set_sidecar.is_file()
+
+    @property
     def announce(self) -> str:
         """The line an executor says when it starts the job."""
         if self.redo:

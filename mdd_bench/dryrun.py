@@ -21,7 +21,7 @@ from .evaluate import arch_grid
 from .locks import is_locked
 from .protocol import Protocol
 from .results import read_result
-from .runner import RunConfig, extension_job, missing_pairs, plan_grid, redo_if_setless
+from .runner import RunConfig, extension_job, missing_pairs, plan_grid
 from .training import Recipe
 
 CAPTIONS_PER_SHAPES_IMAGE = 5
@@ -44,8 +44,7 @@ def cell_status(job: CellJob, extension: CellJob | None = None) -> str:
     if extension is not None and extension.redo:
         state = "to re-run whole: its saved set is missing (--redistill-missing-sets)"
     elif extension is not None:
-        saved = job.set_file.is_file()
-        missing = "" if saved else ", saved set missing"  # it would fail: sets are not committed
+        missing = "" if job.has_saved_set else ", saved set missing"  # it would fail: sets are not committed
         state = f"to extend: {len(extension.extend)} encoder pair(s){missing}"
     error = job.previous_error()
     return f"{state} (failed before: {error})" if error else state
@@ -195,7 +194,7 @@ def evaluation_work(job: CellJob, config: RunConfig) -> tuple[int, int, int]:
 def describe_plan(protocol: Protocol, config: RunConfig) -> str:
     """The dry run's text: cells with their status, the artifacts, the estimate of the work."""
     jobs = plan_grid(protocol, config, log=lambda _: None)
-    extensions = {j: (e and redo_if_setless(j, e, config)) for j in jobs for e in [extension_job(j, config)]}
+    extensions = {j: extension_job(j, config) for j in jobs}
     statuses = [cell_status(j, extensions[j]) for j in jobs]
     todo = [j for j, s in zip(jobs, statuses, strict=True) if s.startswith(("to run", "to re-run"))]
     extend: list[CellJob] = [

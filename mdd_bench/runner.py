@@ -290,7 +290,8 @@ def missing_pairs(result: dict[str, Any], protocol: Protocol, tracks: list[str])
 
 
 def extension_job(job: CellJob, config: RunConfig) -> CellJob | None:
-    """`job` as an extension of its finished result when `--archs all` finds pairs it lacks, else None.
+    """`job` as an extension of its finished result when `--archs all` finds pairs it lacks, else None;
+    with `redistill` and no saved set to extend from, `job` re-run whole instead.
 
     An unreadable result is not extended here; reading the grid's results names it afterwards.
     """
@@ -302,14 +303,11 @@ def extension_job(job: CellJob, config: RunConfig) -> CellJob | None:
         return None
     missing = missing_pairs(result, job.protocol, config.tracks)
     pairs = tuple(dict.fromkeys(pair for track in missing.values() for pair in track))
-    return dataclasses.replace(job, extend=pairs) if pairs else None
-
-
-def redo_if_setless(job: CellJob, extension: CellJob, config: RunConfig) -> CellJob:
-    """`extension`, or with `redistill` and no saved set to extend from, `job` re-run whole."""
-    if config.redistill and not (job.set_file.is_file() and job.set_sidecar.is_file()):
+    if not pairs:
+        return None
+    if config.redistill and not job.has_saved_set:
         return dataclasses.replace(job, redo=True)
-    return extension
+    return dataclasses.replace(job, extend=pairs)
 
 
 def saved_set(job: CellJob) -> DistilledSet:
@@ -510,7 +508,7 @@ def execute_grid(protocol: Protocol, config: RunConfig, log=print, progress: boo
         if not job.path.exists():
             pending.append(job)
         elif (extension := extension_job(job, config)) is not None:
-            pending.append(redo_if_setless(job, extension, config))
+            pending.append(extension)
         else:
             log(f"skip {job.label}: {job.path} exists")
     upper = _upper_bound_protocols(protocol, config) if config.full_data_repetitions else []

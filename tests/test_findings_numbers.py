@@ -181,3 +181,20 @@ def test_collapsed_source_recall_gives_no_relative_drop():
     row = [line for line in findings.cross_arch_section(frame, "cpu", "hard").splitlines() if "| mdm" in line]
     assert row[0].split(" | ")[3:5] == ["0.0 ± 0.0", "--"]
     assert poster_claims.unseen_samples(frame, "cpu", "hard", "mdm", 100)[2].n == 0
+
+
+def test_unseen_rows_outside_the_cross_arch_budget_say_so():
+    """The grid runs unseen encoders at 100 pairs only: a 200-pair row is not 'not run yet' but out of scope;
+    a 100-pair row with no unseen cells is still 'not run yet'."""
+    frame = pd.concat(
+        [
+            _rows([(m, s, 20.0 + s) for m in ("mdm", "lors") for s in range(2)], budget=b, image_encoder="nf",
+                  text_encoder="bert")
+            for b in (100, 200)
+        ]
+    )  # fmt: skip
+    text = poster_claims.claims_table(frame, "cpu", "hard", Path("missing.md"), recall_only=True)
+    unseen = [line for line in text.splitlines() if "unseen encoders" in line]
+    assert len(unseen) == 4
+    assert all(line.rstrip(" |").endswith("not run yet") for line in unseen if "| 100 |" in line)
+    assert all(poster_claims.OUTSIDE_GRID in line for line in unseen if "| 200 |" in line)

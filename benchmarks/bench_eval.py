@@ -12,9 +12,9 @@ import time
 
 import torch
 
-from mdd_bench.anchors import ensure_anchor
 from mdd_bench.data import load_dataset
-from mdd_bench.evaluate import Evaluator, arch_grid, random_pairs
+from mdd_bench.evaluation.evaluator import Evaluator, arch_grid, random_pairs
+from mdd_bench.pretrained.anchors import ensure_anchor
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import Workspace
 

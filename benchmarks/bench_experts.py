@@ -12,9 +12,9 @@ import time
 
 import torch
 
+from mdd_bench.artifacts.experts import ensure_experts
 from mdd_bench.data import load_dataset
-from mdd_bench.evaluate import Evaluator
-from mdd_bench.experts import ensure_experts
+from mdd_bench.evaluation.evaluator import Evaluator
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import Workspace
 

@@ -12,8 +12,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mdd_bench.metrics import retrieval_metrics
-from mdd_bench.runner import PeakMemory
+from mdd_bench.evaluation.metrics import retrieval_metrics
+from mdd_bench.run.provenance import PeakMemory
 
 
 def main() -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from mdd_bench.protocol import load_protocol
-from mdd_bench.runner import RunConfig, execute_grid
+from mdd_bench.run.config import RunConfig
+from mdd_bench.run.grid import execute_grid
 
 
 def main() -> None:

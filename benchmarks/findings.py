@@ -19,7 +19,7 @@ import findings_numbers as numbers
 from poster_claims import claims_table, coreset_table, repblend_table
 from readme_summary import replace_block
 
-from mdd_bench.results import load_frame
+from mdd_bench.report.frame import load_frame
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"

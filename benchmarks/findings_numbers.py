@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mdd_bench.results import load_frame
+from mdd_bench.report.frame import load_frame
 
 SEED_CLAIMS = {  # the poster's comparisons: MDM against each trajectory method and LoRS
     "mdm": ("mtt-vl", "tesla", "lors"),

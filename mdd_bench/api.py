@@ -20,11 +20,11 @@ from pydantic import TypeAdapter, ValidationError
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data.pairs import PairDataset
-from .distilled import DistilledSet
-from .errors import MddError, did_you_mean
-from .models.dual import BACKBONE
-from .protocol import Protocol
+from mdd_bench.data.pairs import PairDataset
+from mdd_bench.distilled import DistilledSet
+from mdd_bench.errors import MddError, did_you_mean
+from mdd_bench.models.dual import BACKBONE
+from mdd_bench.protocol import Protocol
 
 # Shared artifacts a method may declare; the runner prepares them before timing the distillation.
 # `experts`: trajectories of the image encoder and text head; `head_experts`: of an image head and the
@@ -137,8 +137,8 @@ class DistillContext:
         device: str | torch.device = "cpu",
         progress: bool = True,
     ) -> None:
-        from .evaluate import Evaluator
-        from .workspace import Workspace
+        from mdd_bench.evaluation.evaluator import Evaluator
+        from mdd_bench.workspace import Workspace
 
         self.protocol = protocol
         self.dataset = dataset
@@ -184,8 +184,8 @@ class DistillContext:
         return self.workspace.fresh_model(self.seed if seed is None else seed, image_encoder)
 
     def text_encoder(self, name: str | None = None):
-        from .models import create_text_encoder
-        from .text_student import text_encoder_weights
+        from mdd_bench.models import create_text_encoder
+        from mdd_bench.pretrained.text_student import text_encoder_weights
 
         name = name or self.protocol.text.source
         weights = text_encoder_weights(name)
@@ -200,7 +200,7 @@ class DistillContext:
         report says how many the full-data row has.
         """
         if self._reference is None:
-            from .references import full_data_reference
+            from mdd_bench.artifacts.references import full_data_reference
 
             self._reference = full_data_reference(self.workspace, self.progress_enabled, repetitions=1)
         return self._reference
@@ -217,7 +217,7 @@ class DistillContext:
         "frozen-backbone+heads" an image head and the text head on the frozen encoder (a set of its own).
         """
         if towers not in self._experts:
-            from .experts import ensure_experts
+            from mdd_bench.artifacts.experts import ensure_experts
 
             self._experts[towers] = ensure_experts(
                 self.workspace, progress=self.progress_enabled, towers=towers
@@ -236,7 +236,7 @@ class DistillContext:
             elif artifact == "reference_model":
                 self.reference_model()
             elif artifact in ("experts", "head_experts"):
-                from .experts import EXPERT_ARTIFACTS
+                from mdd_bench.artifacts.experts import EXPERT_ARTIFACTS
 
                 self.experts(EXPERT_ARTIFACTS[artifact])
 

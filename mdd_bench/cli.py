@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from . import __version__
-from .errors import MddError
-from .protocol import list_protocols, load_protocol
+from mdd_bench import __version__
+from mdd_bench.errors import MddError
+from mdd_bench.protocol import list_protocols, load_protocol
 
 
 class Group(click.Group):
@@ -66,14 +66,14 @@ def list_protocols_cmd() -> None:
 
 @list_group.command("datasets")
 def list_datasets_cmd() -> None:
-    from .data import list_datasets
+    from mdd_bench.data import list_datasets
 
     click.echo(tabulate(list(list_datasets().items()), headers=["dataset", "description"]))
 
 
 @list_group.command("methods")
 def list_methods_cmd() -> None:
-    from .registry import list_methods
+    from mdd_bench.registry import list_methods
 
     rows = []
     for name, cls in list_methods().items():
@@ -85,7 +85,7 @@ def list_methods_cmd() -> None:
 
 @list_group.command("encoders")
 def list_encoders_cmd() -> None:
-    from .models import list_image_encoders, list_text_encoders
+    from mdd_bench.models import list_image_encoders, list_text_encoders
 
     click.echo("image: " + ", ".join(list_image_encoders()))
     click.echo("text:  " + ", ".join(list_text_encoders()))
@@ -102,7 +102,7 @@ def data() -> None:
 @data_root_option
 def data_prepare(name: str, protocol: str, data_root: Path | None) -> None:
     """Generate (shapes), cache the images and embed every caption of dataset NAME."""
-    from .data.prepare import prepare
+    from mdd_bench.pretrained.prepare import prepare
 
     proto = load_protocol(protocol).with_dataset(name)
     report = prepare(name, proto, data_root)
@@ -121,8 +121,8 @@ def data_prepare(name: str, protocol: str, data_root: Path | None) -> None:
 @data_root_option
 def data_check(name: str, protocol: str, data_root: Path | None) -> None:
     """Validate a dataset folder: layout, counts and every image file."""
-    from .data import load_dataset
-    from .data.check import check_dataset
+    from mdd_bench.data import load_dataset
+    from mdd_bench.data.check import check_dataset
 
     proto = load_protocol(protocol).with_dataset(name)
     dataset = load_dataset(name, proto, data_root, decode=False)
@@ -171,9 +171,9 @@ def experts_cmd(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from .data import load_dataset
-    from .experts import ensure_experts
-    from .workspace import Workspace, resolve_device
+    from mdd_bench.artifacts.experts import ensure_experts
+    from mdd_bench.data import load_dataset
+    from mdd_bench.workspace import Workspace, resolve_device
 
     resolve_device(device)
     proto = load_protocol(protocol)
@@ -216,9 +216,9 @@ def experts_import_cmd(
 
     Options given before `import` (`mdd-bench experts --protocol paper import DIR`) count too.
     """
-    from .data import load_dataset
-    from .interop.buffers import buffer_files, import_experts
-    from .workspace import Workspace
+    from mdd_bench.data import load_dataset
+    from mdd_bench.interop.buffers import buffer_files, import_experts
+    from mdd_bench.workspace import Workspace
 
     group = ctx.parent.params if ctx.parent is not None else {}
     protocol = protocol or group.get("protocol") or "cpu"
@@ -254,7 +254,7 @@ def _run_config(proto, names: list[str], datasets: str | None, budgets: str | No
                 archs: str, tracks: str, out: Path, overrides: dict, data_root: Path | None,
                 repetitions: int | None, device: str):  # fmt: skip
     """The grid options shared by `run` and `ablate`, with the protocol's defaults filled in."""
-    from .runner import RunConfig
+    from mdd_bench.run.config import RunConfig
 
     return RunConfig(
         methods=names,
@@ -380,8 +380,8 @@ def run_cmd(
     """Distil and evaluate every cell (method x dataset x budget x seed); finished cells are skipped."""
     import time
 
-    from .registry import list_methods, parse_method_names
-    from .runner import parse_overrides
+    from mdd_bench.registry import list_methods, parse_method_names
+    from mdd_bench.run.config import parse_overrides
 
     started = time.perf_counter()
 
@@ -424,7 +424,7 @@ def run_cmd(
     if unknown_sets:
         raise MddError(f"--set names method '{sorted(unknown_sets)[0]}', which is not in --methods.")
     if dry_run:
-        from .dryrun import describe_plan
+        from mdd_bench.run.dryrun import describe_plan
 
         click.echo(describe_plan(proto, config))
         return
@@ -433,7 +433,7 @@ def run_cmd(
 
 def resolve_device_now(device: str) -> None:
     """The device must exist here (local executor); with Ray each worker resolves its own."""
-    from .workspace import resolve_device
+    from mdd_bench.workspace import resolve_device
 
     resolve_device(device)
 
@@ -443,8 +443,8 @@ def _run_and_report(proto, config, quiet: bool, report_dir: Path | None, started
     naming the failed cells when any failed."""
     import time
 
-    from .progress import breakdown_rows
-    from .runner import execute_grid, summary_rows
+    from mdd_bench.run.grid import execute_grid, summary_rows
+    from mdd_bench.run.progress import breakdown_rows
 
     chatter = (lambda _: None) if quiet else click.echo
     if quiet:
@@ -459,7 +459,7 @@ def _run_and_report(proto, config, quiet: bool, report_dir: Path | None, started
         click.echo(tabulate(summary_rows(run.results, config.tracks), headers=headers))
     report_paths: list[Path] = []
     if report_dir is not None and run.results:
-        from .report import write_report
+        from mdd_bench.report import write_report
 
         start = time.perf_counter()
         try:
@@ -575,8 +575,9 @@ def ablate_cmd(
     Each variant is a cell like those of `mdd-bench run`: resumed when finished, run under its lock,
     recorded as failed (error file, traceback in its log) without stopping the others.
     """
-    from .registry import parse_method_names
-    from .runner import parse_overrides, run_ablations
+    from mdd_bench.registry import parse_method_names
+    from mdd_bench.run.ablations import run_ablations
+    from mdd_bench.run.config import parse_overrides
 
     proto = load_protocol(protocol)
     (name,) = parse_method_names(method)
@@ -606,7 +607,7 @@ def ablate_cmd(
 
 
 def _metrics_table(rows: list[tuple[str, str, dict, dict]]) -> str:
-    from .metrics import METRICS
+    from mdd_bench.evaluation.metrics import METRICS
 
     cols = [*METRICS, "mean"]
 
@@ -645,11 +646,11 @@ def eval_cmd(
     random_budget: int | None,
 ) -> None:
     """Train fresh retrieval models on the distilled set at PATH and report test retrieval."""
-    from .data import load_dataset
-    from .distilled import DistilledSet
-    from .evaluate import Evaluator, random_pairs
-    from .references import full_data_reference
-    from .workspace import Workspace, resolve_device
+    from mdd_bench.artifacts.references import full_data_reference
+    from mdd_bench.data import load_dataset
+    from mdd_bench.distilled import DistilledSet
+    from mdd_bench.evaluation.evaluator import Evaluator, random_pairs
+    from mdd_bench.workspace import Workspace, resolve_device
 
     if sum([path is not None, full_data, random_budget is not None]) != 1:
         raise MddError("Give exactly one of: a distilled-set PATH, --full-data, or --random N.")
@@ -694,7 +695,7 @@ def import_cmd(path: Path, source: str, protocol: str, out: Path) -> None:
     """Import a reference's distilled set (a .pt, read with weights_only=True) to evaluate it here."""
     import shlex
 
-    from .interop import import_set
+    from mdd_bench.interop import import_set
 
     proto = load_protocol(protocol)
     distilled = import_set(path, source, proto)
@@ -722,8 +723,8 @@ def import_cmd(path: Path, source: str, protocol: str, out: Path) -> None:
 @protocol_option
 def export_cmd(path: Path, fmt: str, out: Path, protocol: str) -> None:
     """Export the distilled set at PATH for the Hugging Face hub or the reference's own evaluation."""
-    from .distilled import DistilledSet
-    from .interop import export_set
+    from mdd_bench.distilled import DistilledSet
+    from mdd_bench.interop import export_set
 
     distilled = DistilledSet.load(path)
     written, notes = export_set(distilled, fmt, out, load_protocol(protocol))
@@ -796,9 +797,9 @@ def tune_eval_cmd(
     """Choose each encoder pair's evaluation recipe on val (random real pairs, no method involved)."""
     import time
 
-    from .cache import atomic_write_json
-    from .data import load_dataset
-    from .tuning import TuneConfig, Tuner, choices_json, recipes_toml
+    from mdd_bench.cache import atomic_write_json
+    from mdd_bench.data import load_dataset
+    from mdd_bench.tuning.recipes import TuneConfig, Tuner, choices_json, recipes_toml
 
     config = TuneConfig(
         lrs_img=_float_list(lrs_img, "--lrs-img"),
@@ -811,7 +812,7 @@ def tune_eval_cmd(
         budgets=tuple(_int_list(budgets, "--budgets")) if budgets else None,
         full_lrs_img=_float_list(full_lrs_img, "--full-lrs-img"),
     )
-    from .workspace import resolve_device
+    from mdd_bench.workspace import resolve_device
 
     resolve_device(device)
     proto = load_protocol(protocol)
@@ -867,7 +868,7 @@ def report_cmd(
     runs: Path, out: Path, formats: str, track: str, baseline: str | None, interval: str, gallery: bool
 ) -> None:
     """Tables (LaTeX, Markdown, CSV), figures and an HTML page from the result files under --runs."""
-    from .report import parse_formats, write_report
+    from mdd_bench.report import parse_formats, write_report
 
     paths = write_report(
         runs, out, parse_formats(formats), track, baseline, log=click.echo, interval=interval, gallery=gallery

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .cache import atomic_write, atomic_write_json
-from .errors import MddError
-from .models.dual import BACKBONE
+from mdd_bench.cache import atomic_write, atomic_write_json
+from mdd_bench.errors import MddError
+from mdd_bench.models.dual import BACKBONE
 
 # Optional tensors a method may ship (its "native" evaluation uses them):
 #   similarity            full learned similarity matrix [N, N] (LoRS full)

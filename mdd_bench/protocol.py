@@ -23,8 +23,8 @@ from pydantic import (
     ValidationError,
 )
 
-from .cache import stable_hash
-from .errors import MddError, unknown
+from mdd_bench.cache import stable_hash
+from mdd_bench.errors import MddError, unknown
 
 
 @dataclass(frozen=True)

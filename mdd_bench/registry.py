@@ -1,6 +1,6 @@
 """Finding methods by name: the entry-point group `mdd_bench.methods`.
 
-Built-in methods in `methods/` are registered through the same group in this project's
+Built-in methods in `mdd_bench/methods/` are registered through the same group in this project's
 pyproject.toml, so a third-party package adds a method exactly the way the built-ins are added.
 """
 
@@ -10,8 +10,8 @@ import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from .api import Method
-from .errors import MddError, unknown
+from mdd_bench.api import Method
+from mdd_bench.errors import MddError, unknown
 
 GROUP = "mdd_bench.methods"
 

@@ -6,10 +6,10 @@ import dataclasses
 
 import torch
 
-from mdd_bench import anchors
-from mdd_bench.anchors import NUM_CLASSES, anchor_path, classification_corpus, ensure_anchor
+from mdd_bench.data.images import normaliser
+from mdd_bench.pretrained import anchors
+from mdd_bench.pretrained.anchors import NUM_CLASSES, anchor_path, classification_corpus, ensure_anchor
 from mdd_bench.protocol import load_protocol
-from mdd_bench.training import normaliser
 
 
 def test_corpus_is_deterministic_and_labelled():

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from mdd_bench.cells import DONE, FAILED
-from mdd_bench.dryrun import describe_plan
 from mdd_bench.errors import MddError
-from mdd_bench.evaluate import Evaluator, arch_grid
+from mdd_bench.evaluation.evaluator import Evaluator, arch_grid
 from mdd_bench.protocol import load_protocol
-from mdd_bench.runner import GridRun, RunConfig, execute_grid
+from mdd_bench.run.config import RunConfig
+from mdd_bench.run.dryrun import describe_plan
+from mdd_bench.run.grid import GridRun, execute_grid
+from mdd_bench.run.jobs import DONE, FAILED
 from mdd_bench.workspace import Workspace
 
 GRID = {"methods": ["random"], "datasets": ["shapes"], "budgets": [10], "seeds": [0, 1]}
@@ -178,13 +179,13 @@ def test_redistill_reruns_a_setless_cell_whole(
     plan = describe_plan(protocol, config)
     assert plan.count("to re-run whole") == 1 and plan.count("to extend: 3 encoder pair(s)") == 1
 
-    from mdd_bench import runner
+    from mdd_bench.run import execute
 
     def broken(*args, **kwargs):
         raise RuntimeError("distillation broke")
 
     with monkeypatch.context() as patch:  # a re-run that fails keeps the finished result
-        patch.setattr(runner, "run_cell", broken)
+        patch.setattr(execute, "run_cell", broken)
         grid = execute_grid(protocol, config, log=lambda _: None, progress=False)
     assert {o.job.cell.seed: o.status for o in grid.outcomes} == {0: FAILED, 1: DONE}  # 1 is extended
     assert result.read_bytes() == before

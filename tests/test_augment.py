@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mdd_bench.augment import DSA_OPS, DSA_STRATEGY, DSAParams, dsa, real_augmenter
+from mdd_bench.data.augment import DSA_OPS, DSA_STRATEGY, DSAParams, dsa, real_augmenter
 
 
 def batch(n: int = 6, size: int = 16) -> torch.Tensor:

@@ -49,7 +49,7 @@ def test_random_and_forgetting_depend_on_seed(smoke):
 
 
 def test_forgetting_picks_the_most_forgotten_pairs(smoke):
-    from mdd_bench.references import forgetting_counts
+    from mdd_bench.artifacts.references import forgetting_counts
 
     ctx, chosen = distil(smoke, "forgetting", 15, seed=0)
     counts = forgetting_counts(ctx.reference().correctness())

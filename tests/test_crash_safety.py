@@ -63,7 +63,7 @@ def finish(args: list[str], home: Path) -> str:
 def check_results(out: Path, expected: set[str]) -> None:
     """Every cell exactly once, every JSON parses, every distilled set loads, no error file."""
     from mdd_bench.distilled import DistilledSet
-    from mdd_bench.results import read_result
+    from mdd_bench.record import read_result
 
     folder = out / "smoke" / "shapes"
     found = sorted(p.relative_to(folder).as_posix() for p in folder.glob("*/b*-s*.json"))

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from mdd_bench.api import DistillStats
+from mdd_bench.artifacts.experts import ensure_experts
 from mdd_bench.data import load_dataset
 from mdd_bench.distill import (
     DistillLoop,
@@ -27,7 +28,6 @@ from mdd_bench.distill import (
 )
 from mdd_bench.distill.merge import merge_flat
 from mdd_bench.errors import MddError
-from mdd_bench.experts import ensure_experts
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import Workspace, flatten
 

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from mdd_bench.cli import cli
 from mdd_bench.data import load_dataset
-from mdd_bench.evaluate import Evaluator, random_pairs
+from mdd_bench.evaluation.evaluator import Evaluator, random_pairs
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import Workspace
 

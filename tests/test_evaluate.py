@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from mdd_bench.artifacts.references import forgetting_counts, full_data_reference
 from mdd_bench.data import load_dataset
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError
-from mdd_bench.evaluate import Evaluator, arch_grid, random_pairs
-from mdd_bench.metrics import METRICS
+from mdd_bench.evaluation.evaluator import Evaluator, arch_grid, random_pairs
+from mdd_bench.evaluation.metrics import METRICS
 from mdd_bench.protocol import load_protocol
-from mdd_bench.references import forgetting_counts, full_data_reference
 from mdd_bench.workspace import Workspace
 
 
@@ -127,7 +127,7 @@ def test_forgetting_counts_follow_toneva():
 def test_reference_key_follows_only_the_settings_that_shape_it(smoke):
     import dataclasses
 
-    from mdd_bench.references import reference_folder
+    from mdd_bench.artifacts.references import reference_folder
 
     protocol, dataset, evaluator, _ = smoke
     base = reference_folder(protocol, dataset)
@@ -141,7 +141,7 @@ def test_reference_key_follows_only_the_settings_that_shape_it(smoke):
 def test_full_data_reference_resumes_per_repetition(smoke, monkeypatch):
     import dataclasses
 
-    from mdd_bench import references
+    from mdd_bench.artifacts import references
 
     protocol, dataset, _, _ = smoke
     # A protocol variant of its own (other epochs), so this test trains a fresh reference.
@@ -172,7 +172,7 @@ def test_full_data_reference_resumes_per_repetition(smoke, monkeypatch):
 
 def test_full_data_of_an_unseen_image_encoder_is_its_own_reference(smoke):
     protocol, dataset, evaluator, _ = smoke
-    from mdd_bench.references import reference_folder
+    from mdd_bench.artifacts.references import reference_folder
 
     unseen = protocol.image.unseen[0]
     assert reference_folder(protocol, dataset, unseen) != reference_folder(protocol, dataset)
@@ -183,7 +183,7 @@ def test_full_data_of_an_unseen_image_encoder_is_its_own_reference(smoke):
 
 
 def test_std_is_the_sample_std():
-    from mdd_bench.evaluate import ArchResult
+    from mdd_bench.evaluation.evaluator import ArchResult
 
     arch = ArchResult("a", "b", [0, 1, 2], [{"mean": 10.0}, {"mean": 12.0}, {"mean": 14.0}])
     assert arch.std["mean"] == pytest.approx(2.0)

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from mdd_bench import experts as experts_mod
+from mdd_bench.artifacts import experts as experts_mod
+from mdd_bench.artifacts.experts import ExpertConfig, ensure_experts, experts_folder, snapshot
 from mdd_bench.data import load_dataset
 from mdd_bench.errors import MddError
-from mdd_bench.evaluate import Evaluator
-from mdd_bench.experts import ExpertConfig, ensure_experts, experts_folder, snapshot
+from mdd_bench.evaluation.evaluator import Evaluator
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import Workspace
 
@@ -44,7 +44,7 @@ def test_round_trip_flat_vectors_and_state_dict(evaluator, store):
 
 
 def test_epoch_zero_is_the_anchor(evaluator, store):
-    from mdd_bench.anchors import pretrained_image_encoder
+    from mdd_bench.pretrained.anchors import pretrained_image_encoder
 
     anchor = pretrained_image_encoder(evaluator.protocol.image.source, evaluator.protocol, progress=False)
     flat_anchor = torch.cat([p.detach().reshape(-1) for p in anchor.parameters()])
@@ -139,8 +139,8 @@ def test_expert_key_follows_real_augmentation(evaluator):
 
 
 def test_head_experts_are_a_set_of_their_own_that_trains_only_the_heads(evaluator, store):
-    from mdd_bench.anchors import pretrained_image_encoder
     from mdd_bench.models.dual import FROZEN
+    from mdd_bench.pretrained.anchors import pretrained_image_encoder
 
     ws = evaluator.workspace
     normal = experts_folder(ws, ExpertConfig.from_protocol(evaluator.protocol))

@@ -111,7 +111,7 @@ def test_a_cell_held_by_another_run_is_left_to_it(tmp_path):
 def test_two_threads_asking_for_one_artifact_build_it_once(monkeypatch):
     import dataclasses
 
-    from mdd_bench import anchors
+    from mdd_bench.pretrained import anchors
     from mdd_bench.protocol import load_protocol
 
     protocol = load_protocol("smoke")

@@ -25,16 +25,16 @@ from click.testing import CliRunner
 from mdd_bench.cli import cli
 from mdd_bench.data import load_dataset
 from mdd_bench.data.captions import pre_caption
-from mdd_bench.data.text_features import split_embeddings
 from mdd_bench.distilled import DistilledSet
-from mdd_bench.metrics import METRICS
+from mdd_bench.evaluation.metrics import METRICS
+from mdd_bench.pretrained.text_features import split_embeddings
 from mdd_bench.protocol import load_protocol
-from mdd_bench.record import DistillCost, ResultRecord
+from mdd_bench.record import DistillCost, ResultRecord, read_result
 from mdd_bench.report import FORMATS, parse_formats
+from mdd_bench.report.frame import load_frame
 from mdd_bench.report.gallery import collect_galleries, displayable, nearest_captions, shown_indices
 from mdd_bench.report.tables import build_tables
-from mdd_bench.results import load_frame, read_result
-from mdd_bench.training import RealPairs
+from mdd_bench.workspace.pairs import RealPairs
 
 # Printed order is Random, Herding, MDM; by mean recall it is MDM, Random, Herding.
 BASE = {"random": 20.0, "herding": 5.0, "mdm": 30.0}

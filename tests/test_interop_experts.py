@@ -9,12 +9,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mdd_bench import experts as experts_mod
 from mdd_bench.api import DistillContext
+from mdd_bench.artifacts import experts as experts_mod
+from mdd_bench.artifacts.experts import ExpertConfig, ExpertStore, experts_folder
 from mdd_bench.cli import cli
 from mdd_bench.data import load_dataset
 from mdd_bench.errors import MddError
-from mdd_bench.experts import ExpertConfig, ExpertStore, experts_folder
 from mdd_bench.interop.buffers import import_experts
 from mdd_bench.models.text import text_feature_dim
 from mdd_bench.protocol import load_protocol

@@ -116,8 +116,8 @@ def test_ablate_command_writes_group_cells_and_report_tables(tmp_path) -> None:
     from click.testing import CliRunner
 
     from mdd_bench.cli import cli
+    from mdd_bench.report.frame import load_frame
     from mdd_bench.report.tables import ablation_tables
-    from mdd_bench.results import load_frame
 
     out = tmp_path / "runs"
     args = ["ablate", "mdm", "--protocol", "smoke", "--groups", "loss", "--budget", "10", "--out", str(out),

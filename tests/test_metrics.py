@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mdd_bench.errors import MddError
-from mdd_bench.metrics import KS, METRICS, RankCounts, retrieval_counts, retrieval_metrics
+from mdd_bench.evaluation.metrics import KS, METRICS, RankCounts, retrieval_counts, retrieval_metrics
 
 
 def brute_force(image_emb: torch.Tensor, text_emb: torch.Tensor, owner: np.ndarray) -> dict[str, float]:

@@ -13,16 +13,18 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mdd_bench import runner
 from mdd_bench.api import DistillContext, Method
-from mdd_bench.baselines import SIMILARITY_FROM, native_extras, random_like, soft_targets
 from mdd_bench.cli import cli
 from mdd_bench.data import load_dataset
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.models.dual import BACKBONE, FROZEN
 from mdd_bench.protocol import load_protocol
 from mdd_bench.registry import get_method
-from mdd_bench.results import load_frame
+from mdd_bench.report.frame import load_frame
+from mdd_bench.run import grid
+from mdd_bench.run.baselines import SIMILARITY_FROM, native_extras, random_like, soft_targets
+from mdd_bench.run.config import RunConfig
+from mdd_bench.run.grid import run_grid
 
 LR_IMG, LR_TXT = 0.05, 0.02
 
@@ -45,11 +47,11 @@ class WithExtras(Method):
 
 @pytest.fixture
 def with_extras(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "get_method", lambda n: WithExtras if n == WithExtras.name else get_method(n))
+    monkeypatch.setattr(grid, "get_method", lambda n: WithExtras if n == WithExtras.name else get_method(n))
 
 
-def config(out: Path, seeds: list[int], **kw) -> runner.RunConfig:
-    return runner.RunConfig([WithExtras.name], ["shapes"], [10], seeds=seeds, out=out, repetitions=1, **kw)
+def config(out: Path, seeds: list[int], **kw) -> RunConfig:
+    return RunConfig([WithExtras.name], ["shapes"], [10], seeds=seeds, out=out, repetitions=1, **kw)
 
 
 def source(evaluation: dict) -> dict:
@@ -70,7 +72,7 @@ def test_soft_targets_average_the_row_and_column_softmax() -> None:
 def test_runner_adds_random_cells_and_records_the_native_baseline(tmp_path: Path, with_extras) -> None:
     out = tmp_path / "runs"
     said: list[str] = []
-    results = runner.run_grid(load_protocol("smoke"), config(out, [0, 1]), log=said.append, progress=False)
+    results = run_grid(load_protocol("smoke"), config(out, [0, 1]), log=said.append, progress=False)
     assert sorted((r["method"], r["seed"]) for r in results) == [
         ("random", 0), ("random", 1), ("with-extras", 0), ("with-extras", 1)
     ]  # fmt: skip
@@ -123,14 +125,14 @@ def test_runner_adds_random_cells_and_records_the_native_baseline(tmp_path: Path
     # A rerun reuses every finished cell, the random ones included.
     stamp = (out / "smoke" / "shapes" / "random" / "b10-s1.json").stat().st_mtime_ns
     said.clear()
-    runner.run_grid(load_protocol("smoke"), config(out, [0, 1]), log=said.append, progress=False)
+    run_grid(load_protocol("smoke"), config(out, [0, 1]), log=said.append, progress=False)
     assert sum(line.startswith("skip random shapes budget=10") for line in said) == 2
     assert (out / "smoke" / "shapes" / "random" / "b10-s1.json").stat().st_mtime_ns == stamp
 
 
 def test_no_random_baseline_runs_neither(tmp_path: Path, with_extras) -> None:
     out = tmp_path / "runs"
-    results = runner.run_grid(
+    results = run_grid(
         load_protocol("smoke"), config(out, [0], random_baseline=False, tracks=["native"]), progress=False
     )
     assert [r["method"] for r in results] == ["with-extras"]

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from mdd_bench.cli import cli
 from mdd_bench.data import load_dataset
 from mdd_bench.errors import MddError
-from mdd_bench.evaluate import Evaluator, random_pairs, repetition_seeds
+from mdd_bench.evaluation.evaluator import Evaluator, random_pairs, repetition_seeds
+from mdd_bench.evaluation.training import Recipe
 from mdd_bench.protocol import PairRecipe, load_protocol
-from mdd_bench.training import Recipe
-from mdd_bench.tuning import Candidate, TuneConfig, Tuner, recipes_toml
+from mdd_bench.tuning.recipes import Candidate, TuneConfig, Tuner, recipes_toml
 from mdd_bench.workspace import Workspace
 
 RECIPES = """

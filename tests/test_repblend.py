@@ -19,11 +19,12 @@ from mdd_bench.cli import cli
 from mdd_bench.distill.blend import BlendPlan, BlendSampler, blend_pair, draw_plan
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError
-from mdd_bench.evaluate import Evaluator
+from mdd_bench.evaluation.evaluator import Evaluator
+from mdd_bench.evaluation.training import Recipe, train_dual
 from mdd_bench.models.dual import BACKBONE, FROZEN, weighted_bce
 from mdd_bench.protocol import load_protocol
-from mdd_bench.training import Recipe, TensorPairs, train_dual
 from mdd_bench.workspace import Workspace
+from mdd_bench.workspace.pairs import TensorPairs
 
 # ------------------------------------------------------------------------------ blending, hand-made
 

@@ -21,8 +21,9 @@ from click.testing import CliRunner
 
 from mdd_bench.cli import cli
 from mdd_bench.errors import MddError
-from mdd_bench.metrics import METRICS
+from mdd_bench.evaluation.metrics import METRICS
 from mdd_bench.report import parse_formats, write_report
+from mdd_bench.report.frame import COLUMNS, TIMING_TRACK, load_frame
 from mdd_bench.report.layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, MISSING, SOURCE, TIED, Cell, Table
 from mdd_bench.report.lineage import lineage_groups, lineages, protocol_lineage
 from mdd_bench.report.tables import (
@@ -38,7 +39,6 @@ from mdd_bench.report.tables import (
     t975,
     timing_tables,
 )
-from mdd_bench.results import COLUMNS, TIMING_TRACK, load_frame
 
 PROTOCOL = "syn"
 SOURCE_PAIR = ("nfnet_l0", "bert")
@@ -458,13 +458,46 @@ def test_cli_report_writes_and_lists_files(runs: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "syn" / "retrieval_hard.tex").exists()
 
 
-def test_reader_and_runner_share_one_record() -> None:
-    from mdd_bench import results, runner
-    from mdd_bench.record import SCHEMA, ResultRecord
+def test_reader_and_runner_share_one_record(tmp_path: Path) -> None:
+    from mdd_bench import record
+    from mdd_bench.record import SCHEMA, DistillCost, ResultRecord, read_record
+    from mdd_bench.report import frame
+    from mdd_bench.run import cell, full_data
 
-    assert results.SCHEMA is SCHEMA and runner.ResultRecord is ResultRecord
-    record = ResultRecord("m", "coreset", "shapes", "smoke", "h", 10, 0, {"hard": {}}, {}, {}).to_dict()
-    assert record["schema"] == SCHEMA and "ablation" not in record and record["distill"]["iterations"] == 0
+    assert frame.read_result is record.read_result
+    assert cell.ResultRecord is full_data.ResultRecord is ResultRecord
+    made = ResultRecord("m", "coreset", "shapes", "smoke", "h", 10, 0, {"hard": {}}, {}, {})
+    data = made.to_dict()
+    assert data["schema"] == SCHEMA and "ablation" not in data and data["distill"]["iterations"] == 0
+    path = tmp_path / "b10-s0.json"
+    path.write_text(json.dumps({**data, "distill": {"seconds": 1.5, "iterations": 3, "later_key": 1}}))
+    typed = read_record(path)  # the typed read path: a record back, keys it does not know dropped
+    assert isinstance(typed.distill, DistillCost) and typed.distill.iterations == 3
+    assert (typed.method, typed.budget, typed.evaluation) == ("m", 10, {"hard": {}})
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("[]", "not an mdd-bench result file"),
+        ('{"schema": 99}', "reads up to"),
+        ('{"schema": 1, "method": "m"}', "lacks dataset"),
+        (
+            '{"schema": 1, "method": "m", "dataset": "d", "protocol": "p", "budget": 1, "seed": 0, '
+            '"evaluation": {}, "ablation": {"group": "g"}}',
+            "without 'group' and 'variant'",
+        ),
+        ("{not json", "is corrupt"),
+    ],
+)
+def test_every_bad_result_file_is_one_line_naming_it(tmp_path: Path, content: str, says: str) -> None:
+    from mdd_bench.record import read_record
+
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(MddError) as err:
+        read_record(path)
+    assert says in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
 
 
 # --------------------------------------------------------------------------------------- noise-aware bold

@@ -146,9 +146,10 @@ def test_third_party_plugin_runs_through_mdd_bench_run(plugin_on_path, tmp_path)
 
 
 def test_deterministic_methods_run_the_first_seed_only(tmp_path, monkeypatch):
-    from mdd_bench import runner
     from mdd_bench.api import Method
     from mdd_bench.registry import get_method
+    from mdd_bench.run import grid
+    from mdd_bench.run.config import RunConfig
 
     class Fixed(Method):
         name = "fixed"
@@ -158,15 +159,15 @@ def test_deterministic_methods_run_the_first_seed_only(tmp_path, monkeypatch):
         def distill(self, ctx, budget):
             return ctx.coreset(list(range(budget)), method=self.name)
 
-    monkeypatch.setattr(runner, "get_method", lambda name: Fixed if name == "fixed" else get_method(name))
+    monkeypatch.setattr(grid, "get_method", lambda name: Fixed if name == "fixed" else get_method(name))
     from mdd_bench.data import load_dataset
     from mdd_bench.protocol import load_protocol
 
     protocol = load_protocol("smoke")
-    config = runner.RunConfig(["fixed", "random"], ["shapes"], [10], seeds=[0, 1], out=tmp_path,
+    config = RunConfig(["fixed", "random"], ["shapes"], [10], seeds=[0, 1], out=tmp_path,
                               tracks=["hard"], repetitions=1)  # fmt: skip
     said = []
-    results = runner.run_grid(protocol, config, log=said.append)
+    results = grid.run_grid(protocol, config, log=said.append)
     cells = sorted((r["method"], r["seed"]) for r in results)
     assert cells == [("fixed", 0), ("random", 0), ("random", 1)]
     assert any("fixed is deterministic" in line for line in said)
@@ -191,29 +192,30 @@ def test_negative_seed_is_a_one_line_error(tmp_path):
 def test_cuda_peak_memory_reaches_the_result(tmp_path, monkeypatch):
     import torch
 
-    from mdd_bench import runner
+    from mdd_bench.run import cell
 
-    class FakeCudaPeak(runner.PeakMemory):
+    class FakeCudaPeak(cell.PeakMemory):
         def __exit__(self, *exc):
             super().__exit__(*exc)
             self.cuda_peak_mb = 123.0
 
-    monkeypatch.setattr(runner, "PeakMemory", FakeCudaPeak)
+    monkeypatch.setattr(cell, "PeakMemory", FakeCudaPeak)
     out = tmp_path / "runs"
     res = CliRunner().invoke(cli, [*RUN, "--methods", "random", "--tracks", "hard", "--out", str(out)])
     assert res.exit_code == 0, res.output
     result = json.loads((out / "smoke" / "shapes" / "random" / "b10-s0.json").read_text())
     assert result["distill"]["cuda_peak_mem_mb"] == 123.0
-    assert runner.PeakMemory(torch.device("cpu")).cuda_peak_mb is None
+    assert cell.PeakMemory(torch.device("cpu")).cuda_peak_mb is None
 
 
 def test_a_cache_with_fewer_repetitions_never_replaces_a_published_upper_bound(tmp_path, monkeypatch) -> None:
     """A fresh machine's one-repetition reference must not overwrite committed three-repetition results."""
     from types import SimpleNamespace
 
-    from mdd_bench import references
+    from mdd_bench.artifacts import references
     from mdd_bench.protocol import load_protocol
-    from mdd_bench.runner import RunConfig, publish_full_data
+    from mdd_bench.run.config import RunConfig
+    from mdd_bench.run.full_data import publish_full_data
 
     protocol = load_protocol("smoke")
     folder = tmp_path / "ref"
@@ -253,8 +255,8 @@ def test_a_cache_with_fewer_repetitions_never_replaces_a_published_upper_bound(t
 
 
 def test_stage_delta_is_this_cells_share_of_a_shared_clock():
-    from mdd_bench.progress import StageClock
-    from mdd_bench.runner import stage_delta
+    from mdd_bench.run.cell import stage_delta
+    from mdd_bench.run.progress import StageClock
 
     clock = StageClock(seconds={"evaluate": 5.0, "distill": 2.0, "anchor": 1.0})
     before = {"evaluate": 3.0, "anchor": 1.0}  # an earlier cell's stages

@@ -1,6 +1,6 @@
 """Improvement over random (IOR), hard-label recovery (HLR) and the combined score on hand-made result
 files: the expected numbers are computed here by hand from the recalls written into the files, never
-through `mdd_bench.scores`; a missing baseline leaves the row out (never 0)."""
+through `mdd_bench.evaluation.scores`; a missing baseline leaves the row out (never 0)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mdd_bench import scores
 from mdd_bench.errors import MddError
-from mdd_bench.metrics import METRICS
+from mdd_bench.evaluation import scores
+from mdd_bench.evaluation.metrics import METRICS
 from mdd_bench.report import write_report
+from mdd_bench.report.frame import load_frame
 from mdd_bench.report.layout import TIED, Cell, Table
 from mdd_bench.report.tables import _bold_best, retrieval_table
-from mdd_bench.results import load_frame
 
 PROTOCOL = "syn"
 SOURCE = {"image_encoder": "img", "text_encoder": "txt", "source": True}

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mdd_bench.models import create_text_encoder
-from mdd_bench.text_student import (
+from mdd_bench.pretrained.text_student import (
     DistilRecipe,
     cosine_loss,
     distillation_captions,

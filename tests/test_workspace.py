@@ -13,6 +13,7 @@ from mdd_bench.api import HParams, Method
 from mdd_bench.cli import cli
 from mdd_bench.data import load_dataset
 from mdd_bench.errors import MddError
+from mdd_bench.evaluation.metrics import score
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import MODALITIES, Workspace, flatten, layout, resolve_device
 
@@ -49,7 +50,7 @@ def test_model_from_flat_vectors_round_trips(workspace) -> None:
 
 def test_scores_and_embeddings_come_from_one_place(workspace) -> None:
     model = workspace.fresh_model(seed=0)
-    scores = workspace.score(model, "val")
+    scores = score(workspace, model, "val")
     assert 0 <= scores["mean"] <= 100
     assert workspace.text_embeddings("val") is workspace.text_embeddings("val")  # cached
     assert workspace.text_dim == workspace.text_embeddings("train").shape[1]

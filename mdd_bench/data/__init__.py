@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cache import default_data_root
-from ..errors import unknown
-from ..protocol import Protocol
-from .pairs import PairDataset, Split
+from mdd_bench.cache import default_data_root
+from mdd_bench.data.pairs import PairDataset, Split
+from mdd_bench.errors import unknown
+from mdd_bench.protocol import Protocol
 
 DATASETS: dict[str, str] = {
     "shapes": "generated image-caption scenes (embedded default, no download)",
@@ -42,16 +42,16 @@ def load_dataset(
     """The dataset `name` at the protocol's resolution; `shapes` is generated on first use."""
     resolution = protocol.data.resolution
     if name.startswith(HUB_PREFIX):
-        from .hub import load_hub
+        from mdd_bench.data.hub import load_hub
 
         return load_hub(name[len(HUB_PREFIX) :], resolution, decode=decode)
     if name not in DATASETS:
         raise unknown("dataset", name, list(DATASETS))
-    from .karpathy import load_karpathy
+    from mdd_bench.data.karpathy import load_karpathy
 
     root = dataset_root(name, data_root)
     if name == "shapes":
-        from .shapes import ShapesConfig, ensure_shapes
+        from mdd_bench.data.shapes import ShapesConfig, ensure_shapes
 
         root, _ = ensure_shapes(root, ShapesConfig.from_sizes(protocol.data.shapes, resolution), progress)
     return load_karpathy(name, root, resolution, decode=decode)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import MddError
-from .images import read_image
-from .karpathy import EXPECTED_TEST_SIZES, FileImages
-from .pairs import PairDataset, Split
+from mdd_bench.data.images import read_image
+from mdd_bench.data.karpathy import EXPECTED_TEST_SIZES, FileImages
+from mdd_bench.data.pairs import PairDataset, Split
+from mdd_bench.errors import MddError
 
 
 def check_dataset(ds: PairDataset, image_paths: dict[str, list[Path]] | None = None) -> dict[str, Any]:

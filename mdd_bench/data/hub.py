@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import MddError, unknown
-from .images import ImageStore, LazyImages, cached_pixels, read_image
-from .pairs import PairDataset, Split
+from mdd_bench.data.images import ImageStore, LazyImages, cached_pixels, read_image
+from mdd_bench.data.pairs import PairDataset, Split
+from mdd_bench.errors import MddError, unknown
 
 if TYPE_CHECKING:
     import datasets

@@ -11,9 +11,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from ..cache import atomic_save_npy, cache_dir, stable_hash
-from ..errors import MddError
-from ..locks import build_once
+from mdd_bench.cache import atomic_save_npy, cache_dir, stable_hash
+from mdd_bench.errors import MddError
+from mdd_bench.locks import build_once
+from mdd_bench.protocol import Protocol
 
 # Above this many bytes of uint8 pixels a split is read from disk on demand instead of cached.
 MAX_CACHED_BYTES = int(os.environ.get("MDD_BENCH_MAX_CACHED_BYTES", 3 * 2**30))
@@ -116,3 +117,9 @@ def file_images(paths: Sequence[Path], resolution: int, desc: str = "images") ->
             ) from None
         stats.append((str(p), st.st_size, st.st_mtime_ns))
     return cached_pixels(stats, len(paths), lambda i: read_image(paths[i], resolution), resolution, desc)
+
+
+def normaliser(protocol: Protocol) -> Callable[[torch.Tensor], torch.Tensor]:
+    mean = torch.tensor(protocol.data.mean).view(1, 3, 1, 1)
+    std = torch.tensor(protocol.data.std).view(1, 3, 1, 1)
+    return lambda pixels: (pixels.float() / 255.0 - mean) / std

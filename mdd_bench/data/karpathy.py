@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MddError, unknown
-from .images import ImageStore, LazyImages, file_images, read_image
-from .pairs import SPLITS, PairDataset, Split
+from mdd_bench.data.images import ImageStore, LazyImages, file_images, read_image
+from mdd_bench.data.pairs import SPLITS, PairDataset, Split
+from mdd_bench.errors import MddError, unknown
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .images import ImageStore
+from mdd_bench.data.images import ImageStore
 
 SPLITS = ("train", "val", "test")
 

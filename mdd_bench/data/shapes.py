@@ -22,9 +22,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from ..cache import atomic_write_json
-from ..locks import artifact_lock
-from ..protocol import ShapesSizes
+from mdd_bench.cache import atomic_write_json
+from mdd_bench.locks import artifact_lock
+from mdd_bench.protocol import ShapesSizes
 
 GENERATOR_VERSION = 1
 SUPERSAMPLE = 4

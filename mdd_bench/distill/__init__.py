@@ -8,11 +8,17 @@
 - `kernels.py`: kernel energies between feature sets on the unit sphere.
 """
 
-from .init import DATA_INITS, initial_pairs, kmeans_nearest, pair_features
-from .kernels import kernel_energy, sphere_kernel
-from .loop import DistillLoop
-from .merge import MODEL_INITS, ExpertBank, TeacherSampler, model_stock_merge, model_stock_ratio
-from .synthetic import SyntheticSet
+from mdd_bench.distill.init import DATA_INITS, initial_pairs, kmeans_nearest, pair_features
+from mdd_bench.distill.kernels import kernel_energy, sphere_kernel
+from mdd_bench.distill.loop import DistillLoop
+from mdd_bench.distill.merge import (
+    MODEL_INITS,
+    ExpertBank,
+    TeacherSampler,
+    model_stock_merge,
+    model_stock_ratio,
+)
+from mdd_bench.distill.synthetic import SyntheticSet
 
 __all__ = [
     "DATA_INITS",

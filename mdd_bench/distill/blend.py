@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import MddError
+from mdd_bench.errors import MddError
 
 
 @dataclass(frozen=True)

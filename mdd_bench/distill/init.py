@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import MddError
-from ..training import embed_images, embed_texts
+from mdd_bench.errors import MddError
+from mdd_bench.workspace.pairs import embed_images, embed_texts
 
 # noise: Gaussian pixels/texts with the training data's per-channel statistics; random: N random
 # pairs; image / text / joint: K-means on that feature of every training pair (joint is MDM's).

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import MddError
+from mdd_bench.errors import MddError
 
 KERNELS = ("geodesic", "chordal")
 STATISTICS = ("v", "u")

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from ..distilled import DistilledSet
-from ..errors import MddError
-from .synthetic import SyntheticSet
+from mdd_bench.distill.synthetic import SyntheticSet
+from mdd_bench.distilled import DistilledSet
+from mdd_bench.errors import MddError
 
 
 class DistillLoop:

@@ -24,18 +24,25 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from ..api import DistillContext, HParams, Method
-from ..distilled import DistilledSet
-from ..errors import MddError
-from ..models.dual import BACKBONE
-from ..training import batch_loss
-from .init import initial_pairs
-from .loop import DistillLoop
-from .merge import ExpertBank
-from .similarity import Similarity
-from .student import FunctionalStudent
-from .synthetic import SyntheticSet
-from .trajectory import BatchSchedule, StepLoss, TrajectorySampler, match_distance, tesla_backward, unroll
+from mdd_bench.api import DistillContext, HParams, Method
+from mdd_bench.distill.init import initial_pairs
+from mdd_bench.distill.loop import DistillLoop
+from mdd_bench.distill.merge import ExpertBank
+from mdd_bench.distill.similarity import Similarity
+from mdd_bench.distill.student import FunctionalStudent
+from mdd_bench.distill.synthetic import SyntheticSet
+from mdd_bench.distill.trajectory import (
+    BatchSchedule,
+    StepLoss,
+    TrajectorySampler,
+    match_distance,
+    tesla_backward,
+    unroll,
+)
+from mdd_bench.distilled import DistilledSet
+from mdd_bench.errors import MddError
+from mdd_bench.evaluation.training import batch_loss
+from mdd_bench.models.dual import BACKBONE
 
 
 @dataclass

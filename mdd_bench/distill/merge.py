@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import MddError
-from ..workspace import MODALITIES, named_parameters
+from mdd_bench.errors import MddError
+from mdd_bench.workspace.params import MODALITIES, named_parameters
 
 # pretrained: the anchor alone; fine-tuned: one (expert, epoch) checkpoint; weighted-sum: a random
 # convex mix r * expert + (1 - r) * anchor, r ~ U(0.1, 0.9); interpolation: the Model-Stock merge.

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import MddError
-from .synthetic import SyntheticSet
+from mdd_bench.distill.synthetic import SyntheticSet
+from mdd_bench.errors import MddError
 
 SIMILARITIES = ("identity", "low-rank", "full")
 

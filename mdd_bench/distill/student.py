@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import MddError
-from ..workspace import MODALITIES, named_parameters
+from mdd_bench.errors import MddError
+from mdd_bench.workspace.params import MODALITIES, named_parameters
 
 Flat = dict[str, torch.Tensor]  # modality -> flat parameter vector
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from ..distilled import EXTRA_KEYS, DistilledSet
-from ..errors import MddError
+from mdd_bench.distilled import EXTRA_KEYS, DistilledSet
+from mdd_bench.errors import MddError
 
 
 class SyntheticSet:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import MddError
-from .merge import ExpertBank
-from .student import Flat
+from mdd_bench.distill.merge import ExpertBank
+from mdd_bench.distill.student import Flat
+from mdd_bench.errors import MddError
 
 StepLoss = Callable[[Flat, int], torch.Tensor]
 NORMALISERS = ("per-modality", "shared")

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..distilled import DistilledSet
-from ..errors import MddError, unknown
-from ..protocol import Protocol
-from .sets import SOURCES, import_set
+from mdd_bench.distilled import DistilledSet
+from mdd_bench.errors import MddError, unknown
+from mdd_bench.interop.sets import SOURCES, import_set
+from mdd_bench.protocol import Protocol
 
 EXPORT_FORMATS = ("hf", "lors")
 
@@ -37,10 +37,10 @@ def export_set(
             f"3x{res}x{res}: pass the protocol the set was made under (--protocol)."
         )
     if fmt == "hf":
-        from .hf import export_hf
+        from mdd_bench.interop.hf import export_hf
 
         return export_hf(distilled, out, protocol), []
-    from .lors import write_lors
+    from mdd_bench.interop.lors import write_lors
 
     out = Path(out)
     if out.is_dir():

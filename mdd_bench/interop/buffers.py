@@ -21,12 +21,20 @@ from typing import Any
 
 import torch
 
-from ..errors import MddError, unknown
-from ..experts import MANIFEST, ExpertConfig, ExpertStore, experts_folder, record_expert, write_snapshot
-from ..locks import artifact_lock
-from ..models.text import text_feature_dim
-from ..workspace import MODALITIES, Workspace, flatten, layout
-from .torchfile import load_pt
+from mdd_bench.artifacts.experts import (
+    MANIFEST,
+    ExpertConfig,
+    ExpertStore,
+    experts_folder,
+    record_expert,
+    write_snapshot,
+)
+from mdd_bench.errors import MddError, unknown
+from mdd_bench.interop.torchfile import load_pt
+from mdd_bench.locks import artifact_lock
+from mdd_bench.models.text import text_feature_dim
+from mdd_bench.workspace import Workspace
+from mdd_bench.workspace.params import MODALITIES, flatten, layout
 
 SOURCES = ("lors", "mtt-vl")
 _FILE = re.compile(r"^(img|txt)_replay_buffer_(\d+)\.pt$")

@@ -20,10 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..distilled import DistilledSet
-from ..errors import MddError
-from ..protocol import Protocol
-from .pixels import Normalisation, to_uint8
+from mdd_bench.distilled import DistilledSet
+from mdd_bench.errors import MddError
+from mdd_bench.interop.pixels import Normalisation, to_uint8
+from mdd_bench.protocol import Protocol
 
 FORMAT_VERSION = 1
 

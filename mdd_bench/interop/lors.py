@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from ..distilled import DistilledSet
-from ..errors import MddError
-from ..protocol import Protocol
-from .pixels import REFERENCE_NORMALISATION, Normalisation, renormalise
-from .sets import ReferenceSet
-from .torchfile import as_tensor, load_pt, need_dict, save_pt
+from mdd_bench.distilled import DistilledSet
+from mdd_bench.errors import MddError
+from mdd_bench.interop.pixels import REFERENCE_NORMALISATION, Normalisation, renormalise
+from mdd_bench.interop.reference import ReferenceSet, learned_lrs
+from mdd_bench.interop.torchfile import as_tensor, load_pt, need_dict, save_pt
+from mdd_bench.protocol import Protocol
 
 REQUIRED = ("image", "text", "similarity_mat")
 KEYS = ("image", "text", "similarity_params", "similarity_mat", "syn_lr_img", "syn_lr_txt")
@@ -39,20 +39,6 @@ def read_lors(path: Path) -> ReferenceSet:
     ref.extras.update(learned_lrs(raw, path, ref.notes))
     ref.provenance["similarity"] = "low-rank" if "sim_diag" in ref.extras else "full"
     return ref
-
-
-def learned_lrs(raw: dict, path: Path, notes: list[str]) -> dict[str, torch.Tensor]:
-    """`syn_lr_img`/`syn_lr_txt` -> `lr_img`/`lr_txt` (both or neither)."""
-    have = [k for k in ("syn_lr_img", "syn_lr_txt") if k in raw]
-    if not have:
-        notes.append("no learned step sizes in the file: the native track uses the protocol's lrs")
-        return {}
-    if len(have) == 1:
-        other = "syn_lr_txt" if have[0] == "syn_lr_img" else "syn_lr_img"
-        raise MddError(f"'{path}' has {have[0]} but not {other}; a set ships both learned step sizes.")
-    lrs = {new: as_tensor(raw[old], old, path).float().reshape(()) for old, new in
-           (("syn_lr_img", "lr_img"), ("syn_lr_txt", "lr_txt"))}  # fmt: skip
-    return lrs
 
 
 def _similarity(params, sim_mat: torch.Tensor, path: Path, notes: list[str]) -> dict[str, torch.Tensor]:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import MddError
-from .sets import ReferenceSet
-from .torchfile import as_tensor, load_pt, need_dict
+from mdd_bench.errors import MddError
+from mdd_bench.interop.reference import ReferenceSet
+from mdd_bench.interop.torchfile import as_tensor, load_pt, need_dict
 
 
 def read_mdm(path: Path) -> ReferenceSet:

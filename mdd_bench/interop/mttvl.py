@@ -16,10 +16,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import MddError
-from .lors import learned_lrs
-from .sets import ReferenceSet
-from .torchfile import as_tensor, load_pt, need_dict
+from mdd_bench.errors import MddError
+from mdd_bench.interop.reference import ReferenceSet, learned_lrs
+from mdd_bench.interop.torchfile import as_tensor, load_pt, need_dict
 
 
 def read_mttvl(path: Path) -> ReferenceSet:

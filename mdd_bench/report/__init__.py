@@ -18,16 +18,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..errors import MddError, unknown
-from ..results import FULL_DATA, TIMING_TRACK, load_frame
-from .figures import write_figures
-from .gallery import collect_galleries, write_gallery_png
-from .html import write_html
-from .latex import write_latex
-from .lineage import lineages
-from .markdown import write_markdown
-from .summary import write_summary
-from .tables import build_tables, protocol_comparison
+from mdd_bench.errors import MddError, unknown
+from mdd_bench.record import FULL_DATA
+from mdd_bench.report.figures import write_figures
+from mdd_bench.report.frame import TIMING_TRACK, load_frame
+from mdd_bench.report.gallery import collect_galleries, write_gallery_png
+from mdd_bench.report.html import write_html
+from mdd_bench.report.latex import write_latex
+from mdd_bench.report.lineage import lineages
+from mdd_bench.report.markdown import write_markdown
+from mdd_bench.report.summary import write_summary
+from mdd_bench.report.tables import build_tables, protocol_comparison
 
 FORMATS = ("latex", "markdown", "csv", "figures", "html")
 # Six decimals in CSVs: the metrics are exact fractions of the test split; the digits beyond are float

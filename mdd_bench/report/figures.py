@@ -17,8 +17,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from ..results import FULL_DATA, TIMING_TRACK
-from .names import dataset_name, method_name, ordered_datasets, ordered_methods
+from mdd_bench.record import FULL_DATA
+from mdd_bench.report.frame import TIMING_TRACK
+from mdd_bench.report.names import dataset_name, method_name, ordered_datasets, ordered_methods
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 MISSING_COLOUR = "0.88"

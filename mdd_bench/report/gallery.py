@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import MddError
-from ..results import FULL_DATA, read_result
-from .names import dataset_name, method_name, ordered_methods
+from mdd_bench.errors import MddError
+from mdd_bench.record import FULL_DATA, read_result
+from mdd_bench.report.names import dataset_name, method_name, ordered_methods
 
 if TYPE_CHECKING:
-    from ..protocol import Protocol
+    from mdd_bench.protocol import Protocol
 
 GALLERY_SIZE = 20
 COLUMNS = 5
@@ -82,7 +82,7 @@ def shown_indices(size: int, limit: int = GALLERY_SIZE) -> list[int]:
 def find_set(result: dict[str, Any], result_path: Path) -> Path | None:
     """The distilled set a result names: its recorded path (absolute, or relative to where `run` ran),
     else a file of that name in the `sets/` folder beside the result (a runs folder that moved)."""
-    from ..distilled import DistilledSet
+    from mdd_bench.distilled import DistilledSet
 
     recorded = result.get("distilled_set")
     if not recorded:
@@ -97,7 +97,7 @@ def find_set(result: dict[str, Any], result_path: Path) -> Path | None:
 
 def _protocol(result: dict[str, Any], file: str) -> Protocol:
     """The protocol the result ran under, as recorded in it (else the packaged one of that name)."""
-    from ..protocol import load_protocol, parse_protocol
+    from mdd_bench.protocol import load_protocol, parse_protocol
 
     recorded = result.get("config", {}).get("protocol")
     proto = (
@@ -117,8 +117,8 @@ class _CaptionBank:
     def get(self, proto: Protocol) -> tuple[list[str], np.ndarray]:
         key = (proto.hash, proto.data.dataset)
         if key not in self._banks:
-            from ..data import load_dataset
-            from ..data.text_features import split_embeddings
+            from mdd_bench.data import load_dataset
+            from mdd_bench.pretrained.text_features import split_embeddings
 
             dataset = load_dataset(proto.data.dataset, proto, decode=False, progress=False)
             embeddings = split_embeddings(dataset, proto.text, None, ("train",), progress=False)["train"]
@@ -142,7 +142,7 @@ def _key(file: str) -> str:
 def gallery_of(
     result: dict[str, Any], file: str, set_path: Path, bank: _CaptionBank, limit: int = GALLERY_SIZE
 ) -> Gallery:
-    from ..distilled import DistilledSet
+    from mdd_bench.distilled import DistilledSet
 
     proto = _protocol(result, file)
     distilled = DistilledSet.load(set_path)

@@ -24,13 +24,14 @@ from urllib.parse import quote
 import pandas as pd
 from PIL import Image
 
-from ..results import TIMING_TRACK, read_result
-from .figures import write_figures
-from .gallery import Gallery
-from .html_table import table_section
-from .layout import Table
-from .lineage import Lineage
-from .tables import TRACK_TEXT, build_tables
+from mdd_bench.record import read_result
+from mdd_bench.report.figures import write_figures
+from mdd_bench.report.frame import TIMING_TRACK
+from mdd_bench.report.gallery import Gallery
+from mdd_bench.report.html_table import table_section
+from mdd_bench.report.layout import Table
+from mdd_bench.report.lineage import Lineage
+from mdd_bench.report.tables import TRACK_TEXT, build_tables
 
 
 def _asset(name: str) -> str:

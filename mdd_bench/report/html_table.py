@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from itertools import groupby
 
-from .layout import MISSING, Cell, Table
+from mdd_bench.report.layout import MISSING, Cell, Table
 
 
 def _header(table: Table) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, SOURCE, TIED, Cell, Table
+from mdd_bench.report.layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, SOURCE, TIED, Cell, Table
 
 WIDE = 10  # tables with more number columns than this are scaled to \linewidth
 SPECIAL = {

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..errors import MddError
-from ..protocol import list_protocols, load_protocol
+from mdd_bench.errors import MddError
+from mdd_bench.protocol import list_protocols, load_protocol
 
 
 def protocol_lineage(name: str) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .layout import Cell, Table
+from mdd_bench.report.layout import Cell, Table
 
 
 def _escape(text: str) -> str:

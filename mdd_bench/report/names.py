@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..results import FULL_DATA
+from mdd_bench.record import FULL_DATA
 
 METHOD_ORDER = ("random", "herding", "k-center", "forgetting", "mtt-vl", "tesla", "lors", "mdm")
 METHOD_NAMES = {

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..results import FULL_DATA, TIMING_TRACK
-from .layout import Cell, Table
-from .markdown import section
-from .names import dataset_name, method_name
-from .tables import (
+from mdd_bench.record import FULL_DATA
+from mdd_bench.report.frame import TIMING_TRACK
+from mdd_bench.report.layout import Cell, Table
+from mdd_bench.report.markdown import section
+from mdd_bench.report.names import dataset_name, method_name
+from mdd_bench.report.tables import (
     TRACK_TEXT,
     _agg,
     _bold_best,

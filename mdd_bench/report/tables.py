@@ -24,11 +24,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from ..metrics import METRICS
-from ..results import FULL_DATA, SCORE_METRICS, TIMING_TRACK
-from .layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, SOURCE, TIED, Cell, Table
-from .lineage import Lineage, description
-from .names import dataset_name, method_name, ordered_datasets, ordered_methods
+from mdd_bench.evaluation.metrics import METRICS
+from mdd_bench.record import FULL_DATA
+from mdd_bench.report.frame import SCORE_METRICS, TIMING_TRACK
+from mdd_bench.report.layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, SOURCE, TIED, Cell, Table
+from mdd_bench.report.lineage import Lineage, description
+from mdd_bench.report.names import dataset_name, method_name, ordered_datasets, ordered_methods
 
 RETRIEVAL_COLUMNS = (*METRICS, "mean")
 SCORE_HEADERS = {"ior": "IOR", "hlr": "HLR", "score": "Score"}

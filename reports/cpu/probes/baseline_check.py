@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 from mdd_bench.api import DistillContext
-from mdd_bench.baselines import random_like
 from mdd_bench.data import load_dataset
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.protocol import load_protocol
+from mdd_bench.run.baselines import random_like
 
 p = load_protocol("cpu")
 ds = load_dataset("shapes", p, progress=False)

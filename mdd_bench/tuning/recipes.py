@@ -30,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from .cache import atomic_write_json, cache_dir, stable_hash
-from .data.pairs import PairDataset
-from .evaluate import Evaluator, arch_grid, random_pairs
-from .protocol import Protocol
-from .training import Recipe
-from .workspace import Workspace
+from mdd_bench.cache import atomic_write_json, cache_dir, stable_hash
+from mdd_bench.data.pairs import PairDataset
+from mdd_bench.evaluation.evaluator import Evaluator, arch_grid, random_pairs
+from mdd_bench.evaluation.metrics import score
+from mdd_bench.evaluation.training import Recipe
+from mdd_bench.protocol import Protocol
+from mdd_bench.workspace import Workspace
 
 TUNE_SEED = 7000  # tuning sets and repetitions draw from seeds no method cell uses (cells use 0, 1, 2...)
 
@@ -173,14 +174,14 @@ class Tuner:
 
     def full_data_score(self, image: str, lr_img: float, augment: bool) -> float:
         """Val mean recall of one full-data run (source text encoder) with this image lr."""
-        from .references import train_full_data
+        from mdd_bench.artifacts.references import train_full_data
 
         flag = str(augment).lower()
         key = f"full-data|{image}|lr_img={lr_img:g}|real_augment={flag}"
         if key not in self.log.entries:
             self.say(f"full data {image}, lr_img={lr_img:g}, real_augment={flag}: one run scored on val")
             model = train_full_data(self.workspace, image, TUNE_SEED, augment, lr_img=lr_img)
-            self.log.entries[key] = {"val": self.workspace.score(model, "val")["mean"]}
+            self.log.entries[key] = {"val": score(self.workspace, model, "val")["mean"]}
             atomic_write_json(self.log.path, self.log.entries)
         value = float(self.log.entries[key]["val"])
         self.say(f"  full data {image:<14} lr_img={lr_img:<6g} real_augment={flag:<5}: val mean {value:.1f}")

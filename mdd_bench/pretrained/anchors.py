@@ -19,12 +19,21 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .cache import atomic_write, cache_dir, stable_hash
-from .data.shapes import COLOURS, GENERATOR_VERSION, SHAPES, SIZES, Scene, SceneObject, render, sample_scene
-from .locks import build_once
-from .models import create_image_encoder
-from .protocol import Protocol
-from .training import normaliser
+from mdd_bench.cache import atomic_write, cache_dir, stable_hash
+from mdd_bench.data.images import normaliser
+from mdd_bench.data.shapes import (
+    COLOURS,
+    GENERATOR_VERSION,
+    SHAPES,
+    SIZES,
+    Scene,
+    SceneObject,
+    render,
+    sample_scene,
+)
+from mdd_bench.locks import build_once
+from mdd_bench.models import create_image_encoder
+from mdd_bench.protocol import Protocol
 
 ANCHOR_VERSION = 1
 NUM_CLASSES = len(SHAPES) * len(COLOURS)

@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..cache import atomic_save_npy, cache_dir, stable_hash
-from ..errors import MddError
-from ..locks import artifact_lock
-from .captions import pre_caption
+from mdd_bench.cache import atomic_save_npy, cache_dir, stable_hash
+from mdd_bench.data.captions import pre_caption
+from mdd_bench.errors import MddError
+from mdd_bench.locks import artifact_lock
 
 if TYPE_CHECKING:
-    from ..models.text import TextEncoder
-    from ..protocol import TextSpec
-    from .pairs import PairDataset
+    from mdd_bench.data.pairs import PairDataset
+    from mdd_bench.models.text import TextEncoder
+    from mdd_bench.protocol import TextSpec
 
 # Bump when pre_caption or the pooling code changes what an embedding means.
 PREPROCESS_VERSION = 1
@@ -45,8 +45,8 @@ class _LazyEncoder:
 
     def get(self) -> TextEncoder:
         if self.encoder is None:
-            from ..models.text import create_text_encoder
-            from ..text_student import text_encoder_weights
+            from mdd_bench.models.text import create_text_encoder
+            from mdd_bench.pretrained.text_student import text_encoder_weights
 
             weights = text_encoder_weights(self.name, progress=self.progress)
             self.encoder = create_text_encoder(self.name, max_length=self.max_length, weights=weights)
@@ -54,8 +54,8 @@ class _LazyEncoder:
 
     def fingerprint(self) -> str:
         if self.encoder is None:
-            from ..models.text import known_fingerprint
-            from ..text_student import text_encoder_weights
+            from mdd_bench.models.text import known_fingerprint
+            from mdd_bench.pretrained.text_student import text_encoder_weights
 
             known = known_fingerprint(self.name, text_encoder_weights(self.name, build=False))
             if known is not None:
@@ -158,8 +158,8 @@ def missing_splits(
 ) -> list[str] | None:
     """The splits among `splits` (default all) whose embeddings are not cached, found without loading any
     model; None when unknown: the encoder's fingerprint (part of the key) is known once it was loaded."""
-    from ..models.text import known_fingerprint
-    from ..text_student import text_encoder_weights
+    from mdd_bench.models.text import known_fingerprint
+    from mdd_bench.pretrained.text_student import text_encoder_weights
 
     name = encoder_name or text_spec.source
     fingerprint = known_fingerprint(name, text_encoder_weights(name, build=False))

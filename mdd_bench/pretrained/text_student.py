@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .cache import cache_dir, stable_hash
-from .locks import artifact_lock
+from mdd_bench.cache import cache_dir, stable_hash
+from mdd_bench.locks import artifact_lock
 
 DISTIL_VERSION = 1
 
@@ -45,15 +45,15 @@ class DistilRecipe:
 def distilled_folder(recipe: DistilRecipe = DistilRecipe()) -> Path:
     import transformers
 
-    from .data.shapes import GENERATOR_VERSION
+    from mdd_bench.data.shapes import GENERATOR_VERSION
 
     key = stable_hash([asdict(recipe), DISTIL_VERSION, GENERATOR_VERSION, transformers.__version__])
     return cache_dir("text_encoders") / f"minilm-l3-distilled-{key}"
 
 
 def distillation_captions(recipe: DistilRecipe) -> list[str]:
-    from .data.captions import pre_caption
-    from .data.shapes import sample_scene, write_captions
+    from mdd_bench.data.captions import pre_caption
+    from mdd_bench.data.shapes import sample_scene, write_captions
 
     rng = np.random.default_rng([recipe.seed, 3])
     captions: list[str] = []
@@ -83,8 +83,8 @@ def ensure_distilled(recipe: DistilRecipe = DistilRecipe(), progress: bool = Tru
 def _train_student(recipe: DistilRecipe, folder: Path, progress: bool) -> None:
     from transformers import AutoModel, AutoTokenizer
 
-    from .cache import atomic_write
-    from .models.text import _keep_layers, _minilm_folder
+    from mdd_bench.cache import atomic_write
+    from mdd_bench.models.text import _keep_layers, _minilm_folder
 
     torch.manual_seed(recipe.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(_minilm_folder()))

@@ -2,7 +2,8 @@
 
 The evaluator, the full-data reference, the experts and the distillation context all need the same
 things: cached caption embeddings, real pairs as tensors, a fresh two-tower model on the right device,
-a model loaded from a state dict or from flat per-modality vectors, and scoring on a split. They get
+a model loaded from a state dict or from flat per-modality vectors (`params.py`); batches of pairs
+and embeddings of a split are in `pairs.py`, scoring in `evaluation/metrics.py`. They get
 them here, so none of them imports another to get at data, and the device is decided once.
 """
 
@@ -15,19 +16,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .anchors import pretrained_image_encoder
-from .data.pairs import PairDataset
-from .data.text_features import split_embeddings
-from .errors import MddError
-from .metrics import retrieval_metrics
-from .models.dual import BACKBONE, TRAINED_PARTS, DualEncoder
-from .protocol import Protocol
-from .training import RealPairs, embed_images, embed_texts
+from mdd_bench.data.pairs import PairDataset
+from mdd_bench.errors import MddError
+from mdd_bench.models.dual import BACKBONE, DualEncoder
+from mdd_bench.pretrained.anchors import pretrained_image_encoder
+from mdd_bench.pretrained.text_features import split_embeddings
+from mdd_bench.protocol import Protocol
+from mdd_bench.workspace.pairs import RealPairs
+from mdd_bench.workspace.params import MODALITIES, flatten, layout, named_parameters, unflatten
 
-# The modalities of a flat parameter vector: the image tower (encoder + optional image head) and the
-# text head. Expert snapshots and merged models use this split; with a frozen backbone the image vector
-# is the image head alone (`TRAINED_PARTS`, by the model's `towers`).
-MODALITIES = TRAINED_PARTS[BACKBONE]
+__all__ = ["MODALITIES", "Workspace", "flatten", "layout", "named_parameters", "resolve_device", "unflatten"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -48,34 +46,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     elif resolved.type != "cpu":
         raise MddError(f"Unsupported device '{device}'. Use cpu, cuda, cuda:N or auto.")
     return resolved
-
-
-def named_parameters(model: DualEncoder, modality: str) -> list[tuple[str, nn.Parameter]]:
-    """The parameters one modality trains, with their `DualEncoder` state-dict names, in a fixed order."""
-    return model.trained_parameters(modality)
-
-
-def flatten(model: DualEncoder, modality: str) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1).float() for _, p in named_parameters(model, modality)])
-
-
-def layout(model: DualEncoder, modality: str) -> list[list[Any]]:
-    return [[name, list(p.shape)] for name, p in named_parameters(model, modality)]
-
-
-def unflatten(flat: torch.Tensor, entries: Sequence[Sequence[Any]]) -> dict[str, torch.Tensor]:
-    """A flat vector back to named tensors, by a layout of (name, shape)."""
-    sizes = [int(torch.Size(shape).numel()) for _, shape in entries]
-    if sum(sizes) != flat.numel():
-        raise MddError(
-            f"A flat parameter vector has {flat.numel()} values but its layout needs {sum(sizes)}."
-        )
-    out: dict[str, torch.Tensor] = {}
-    offset = 0
-    for (name, shape), numel in zip(entries, sizes, strict=True):
-        out[str(name)] = flat[offset : offset + numel].view(shape)
-        offset += numel
-    return out
 
 
 class Workspace:
@@ -168,11 +138,3 @@ class Workspace:
         state = {**unflatten(image, image_layout), **unflatten(text, text_layout)}
         state.update(buffers or {})
         return self.load_model(state, image_encoder, towers)
-
-    # ---------------------------------------------------------------------------------- scoring
-    def score(self, model: DualEncoder, split: str, text_encoder: str | None = None) -> dict[str, float]:
-        """Retrieval metrics of `model` on a split (val for choices, test for reported numbers)."""
-        part = self.dataset.splits[split]
-        image_emb = embed_images(model, part, self.protocol)
-        text_emb = embed_texts(model, self.text_embeddings(split, text_encoder))
-        return retrieval_metrics(image_emb, text_emb, part.caption_image)

@@ -20,16 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from .cells import BUSY, DONE, FAILED, CellJob, CellOutcome, DatasetCache, execute_cell, record_failure
-from .errors import MddError
-from .locks import try_cell_lock
-from .progress import GridBar, StageClock
+from mdd_bench.errors import MddError
+from mdd_bench.locks import try_cell_lock
+from mdd_bench.run.execute import execute_cell, record_failure
+from mdd_bench.run.jobs import BUSY, DONE, FAILED, CellJob, CellOutcome, DatasetCache, error_line
+from mdd_bench.run.progress import GridBar, StageClock
 
 if TYPE_CHECKING:
-    from .protocol import Protocol
-    from .runner import RunConfig
+    from mdd_bench.protocol import Protocol
+    from mdd_bench.run.config import RunConfig
 
 EXECUTORS = ("local", "ray")
+
 # Environment the Ray workers need to find the same caches and work offline like the driver.
 FORWARDED_ENV = ("MDD_BENCH_HOME", "MDD_BENCH_DATA", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME")
 
@@ -88,8 +90,8 @@ def _report_outcome(outcome: CellOutcome, say: Callable[[str], None]) -> None:
 
 def upper_bound(proto: Protocol, config: RunConfig, datasets: DatasetCache, progress: bool) -> None:
     """Train the full-data upper bound of `proto`'s dataset to `config.full_data_repetitions`."""
-    from .references import full_data_reference
-    from .workspace import Workspace
+    from mdd_bench.artifacts.references import full_data_reference
+    from mdd_bench.workspace import Workspace
 
     workspace = Workspace(proto, datasets.get(proto), config.device, progress)
     full_data_reference(workspace, progress, repetitions=config.full_data_repetitions)
@@ -165,7 +167,7 @@ def _worker_datasets(config: RunConfig) -> DatasetCache:
 def _worker_workspace(proto: Protocol, config: RunConfig, cpus: float, clock: StageClock):
     """In a Ray worker: threads set to the task's CPUs, the dataset loaded (timed as `data`), and a
     workspace over it (every artifact comes from the shared cache)."""
-    from .workspace import Workspace
+    from mdd_bench.workspace import Workspace
 
     _worker_setup(cpus)
     with clock.stage("data"):
@@ -176,7 +178,7 @@ def _worker_workspace(proto: Protocol, config: RunConfig, cpus: float, clock: St
 def _task_prepare(proto: Protocol, config: RunConfig, cpus: float) -> dict[str, float]:
     """Ray task: the dataset (generated when needed), its text features and the anchors of every
     encoder the grid evaluates with."""
-    from .evaluate import arch_grid
+    from mdd_bench.evaluation.evaluator import arch_grid
 
     clock = StageClock()
     workspace = _worker_workspace(proto, config, cpus, clock)
@@ -195,7 +197,7 @@ def _task_expert(
     proto: Protocol, config: RunConfig, cpus: float, expert: int, towers: str, *_deps: Any
 ) -> dict[str, float]:
     """Ray task: one expert trajectory of the dataset's set (of the given towers)."""
-    from .experts import ExpertConfig, ensure_expert
+    from mdd_bench.artifacts.experts import ExpertConfig, ensure_expert
 
     clock = StageClock()
     workspace = _worker_workspace(proto, config, cpus, clock)
@@ -209,7 +211,7 @@ def _task_reference(
     proto: Protocol, config: RunConfig, cpus: float, repetitions: int, *_deps: Any
 ) -> dict[str, float]:
     """Ray task: the full-data reference (repetition 0 is the coreset baselines' feature model)."""
-    from .references import full_data_reference
+    from mdd_bench.artifacts.references import full_data_reference
 
     clock = StageClock()
     workspace = _worker_workspace(proto, config, cpus, clock)
@@ -226,7 +228,6 @@ def _task_cell(job: CellJob, config: RunConfig, cpus: float, *_deps: Any) -> Cel
 
 def _ray_failure(exc: BaseException) -> tuple[str, str]:
     """(error line, details) of a Ray task error: the cause's own line when Ray kept it."""
-    from .cells import error_line
 
     cause = getattr(exc, "cause", None)
     line = error_line(cause) if isinstance(cause, BaseException) else error_line(exc)
@@ -250,7 +251,7 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-        from .cache import default_data_root, home
+        from mdd_bench.cache import default_data_root, home
 
         # Workers resolve the caches exactly as the driver does (on a cluster: a shared filesystem).
         env["MDD_BENCH_HOME"] = str(home().resolve())
@@ -306,7 +307,7 @@ class RayExecutor:
             prep = prepare_task.remote(proto, config, cpus)
             names[prep] = f"data and text features of {name}"
             artifacts[(name, "prepare")] = [prep]
-            from .experts import EXPERT_ARTIFACTS, ExpertConfig
+            from mdd_bench.artifacts.experts import EXPERT_ARTIFACTS, ExpertConfig
 
             for kind, towers in EXPERT_ARTIFACTS.items():
                 if kind not in needs:

@@ -15,14 +15,16 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .cells import CellJob
-from .errors import MddError
-from .evaluate import arch_grid
-from .locks import is_locked
-from .protocol import Protocol
-from .results import read_result
-from .runner import RunConfig, extension_job, missing_pairs, plan_grid
-from .training import Recipe
+from mdd_bench.errors import MddError
+from mdd_bench.evaluation.evaluator import arch_grid
+from mdd_bench.evaluation.training import Recipe
+from mdd_bench.locks import is_locked
+from mdd_bench.protocol import Protocol
+from mdd_bench.record import read_result
+from mdd_bench.run.cell import extension_job, missing_pairs
+from mdd_bench.run.config import RunConfig
+from mdd_bench.run.grid import plan_grid
+from mdd_bench.run.jobs import CellJob
 
 CAPTIONS_PER_SHAPES_IMAGE = 5
 
@@ -68,11 +70,11 @@ def extension_work(job: CellJob, config: RunConfig) -> tuple[int, int]:
 
 def _dataset(proto: Protocol, config: RunConfig):
     """The dataset when it is on disk (read without decoding any image), else None."""
-    from .data import dataset_root, load_dataset
+    from mdd_bench.data import dataset_root, load_dataset
 
     name = proto.data.dataset
     if name == "shapes":
-        from .data.shapes import ShapesConfig, is_prepared, shapes_root
+        from mdd_bench.data.shapes import ShapesConfig, is_prepared, shapes_root
 
         shapes = ShapesConfig.from_sizes(proto.data.shapes, proto.data.resolution)
         if not is_prepared(shapes_root(dataset_root(name, config.data_root), shapes), shapes):
@@ -93,9 +95,9 @@ def _train_pairs(proto: Protocol, dataset) -> int | None:
 
 def artifacts_of(proto: Protocol, config: RunConfig, jobs: list[CellJob]) -> list[Artifact]:
     """The shared artifacts the cells `jobs` (all of one dataset) need, cached or to build."""
-    from .anchors import anchor_path
-    from .data.text_features import missing_splits
-    from .text_student import text_encoder_weights
+    from mdd_bench.pretrained.anchors import anchor_path
+    from mdd_bench.pretrained.text_features import missing_splits
+    from mdd_bench.pretrained.text_student import text_encoder_weights
 
     dataset = _dataset(proto, config)
     name = proto.data.dataset
@@ -122,7 +124,7 @@ def artifacts_of(proto: Protocol, config: RunConfig, jobs: list[CellJob]) -> lis
     needs = {a for j in jobs for a in j.artifacts}
     if "reference_model" in needs or config.full_data_repetitions:
         out.append(_reference(proto, config, dataset, pairs))
-    from .experts import EXPERT_ARTIFACTS
+    from mdd_bench.artifacts.experts import EXPERT_ARTIFACTS
 
     for kind, towers in EXPERT_ARTIFACTS.items():
         if kind in needs:
@@ -135,7 +137,7 @@ def _steps(pairs: int | None, batch: int, epochs: int) -> int:
 
 
 def _reference(proto: Protocol, config: RunConfig, dataset, pairs: int | None) -> Artifact:
-    from .references import reference_folder
+    from mdd_bench.artifacts.references import reference_folder
 
     wanted = max(1, config.full_data_repetitions or 0)
     have = 0
@@ -150,9 +152,9 @@ def _reference(proto: Protocol, config: RunConfig, dataset, pairs: int | None) -
 
 
 def _experts(proto: Protocol, config: RunConfig, dataset, pairs: int | None, towers: str) -> Artifact:
-    from .experts import MANIFEST, ExpertConfig, experts_folder
-    from .models.dual import BACKBONE
-    from .workspace import Workspace
+    from mdd_bench.artifacts.experts import MANIFEST, ExpertConfig, experts_folder
+    from mdd_bench.models.dual import BACKBONE
+    from mdd_bench.workspace import Workspace
 
     spec = ExpertConfig.from_protocol(proto, towers=towers)
     have = 0

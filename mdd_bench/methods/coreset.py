@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from mdd_bench.api import DistillContext, HParams, Method
+from mdd_bench.artifacts.references import forgetting_counts
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError
-from mdd_bench.evaluate import random_pairs
-from mdd_bench.references import forgetting_counts
-from mdd_bench.training import embed_images, embed_texts
+from mdd_bench.evaluation.evaluator import random_pairs
+from mdd_bench.workspace.pairs import embed_images, embed_texts
 
 FEATURES = ("joint", "image", "text")
 

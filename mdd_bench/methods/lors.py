@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
-from mdd_bench.methods.tesla import PAPER as TESLA_PAPER
-from mdd_bench.methods.tesla import TESLA
 
 from mdd_bench.distill.matching import TrajectoryHParams, paper_table
 from mdd_bench.distill.similarity import Similarity
 from mdd_bench.distill.synthetic import SyntheticSet
+from mdd_bench.methods.tesla import PAPER as TESLA_PAPER
+from mdd_bench.methods.tesla import TESLA
 
 # The similarity columns of the same script rows (lr_sim, sim_type/rank, alpha).
 SIMILARITY: dict[tuple[str, int], dict[str, Any]] = {

@@ -30,13 +30,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .anchors import anchor_key
-from .cache import atomic_write, atomic_write_json, cache_dir, stable_hash
-from .errors import MddError
-from .locks import artifact_lock
-from .models.dual import BACKBONE, FROZEN, TOWERS, DualEncoder
-from .training import Recipe, train_dual
-from .workspace import MODALITIES, Workspace, flatten, layout, unflatten
+from mdd_bench.cache import atomic_write, atomic_write_json, cache_dir, stable_hash
+from mdd_bench.errors import MddError
+from mdd_bench.evaluation.metrics import score
+from mdd_bench.evaluation.training import Recipe, train_dual
+from mdd_bench.locks import artifact_lock
+from mdd_bench.models.dual import BACKBONE, FROZEN, TOWERS, DualEncoder
+from mdd_bench.pretrained.anchors import anchor_key
+from mdd_bench.workspace import Workspace
+from mdd_bench.workspace.params import MODALITIES, flatten, layout, unflatten
 
 EXPERTS_VERSION = 2  # 2: the image vector includes the image projection
 MANIFEST = "manifest.json"
@@ -257,7 +259,7 @@ def ensure_expert(workspace: Workspace, expert: int, config: ExpertConfig, progr
                 write_snapshot(folder, expert, epoch, snapshot(m))
 
         save(0, model)
-        scores["val_mean_epoch0"] = workspace.score(model, "val")["mean"]
+        scores["val_mean_epoch0"] = score(workspace, model, "val")["mean"]
         train_dual(
             model,
             source,
@@ -267,7 +269,7 @@ def ensure_expert(workspace: Workspace, expert: int, config: ExpertConfig, progr
             progress=progress,
             desc=f"expert {expert + 1}/{config.num_experts}",
         )
-        scores[f"val_mean_epoch{config.epochs}"] = workspace.score(model, "val")["mean"]
+        scores[f"val_mean_epoch{config.epochs}"] = score(workspace, model, "val")["mean"]
         entry = {"complete": True, "seed": 10_000 + expert, **scores}
         record_expert(folder, workspace, config, expert, entry, model_layout)
 

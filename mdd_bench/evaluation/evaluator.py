@@ -26,13 +26,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.pairs import PairDataset
-from .distilled import DistilledSet
-from .errors import MddError
-from .models.dual import DualEncoder
-from .protocol import Protocol
-from .training import RealPairs, Recipe, TensorPairs, train_dual
-from .workspace import Workspace
+from mdd_bench.data.pairs import PairDataset
+from mdd_bench.distilled import DistilledSet
+from mdd_bench.errors import MddError
+from mdd_bench.evaluation.metrics import score
+from mdd_bench.evaluation.training import Recipe, train_dual
+from mdd_bench.models.dual import DualEncoder
+from mdd_bench.protocol import Protocol
+from mdd_bench.workspace import Workspace
+from mdd_bench.workspace.pairs import RealPairs, TensorPairs
 
 TRACKS = ("hard", "native")
 # Repetition r of distillation seed s trains with seed s * 1000 + offset + r.
@@ -133,7 +135,7 @@ class Evaluator:
         return recipe, used
 
     def score(self, model: DualEncoder, split: str, text_encoder: str | None = None) -> dict[str, float]:
-        return self.workspace.score(model, split, text_encoder)
+        return score(self.workspace, model, split, text_encoder)
 
     def train_on(
         self,

@@ -19,11 +19,17 @@ Non-finite embeddings are an error: a ranking of NaNs means nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .errors import MddError
+from mdd_bench.errors import MddError
+from mdd_bench.workspace.pairs import embed_images, embed_texts
+
+if TYPE_CHECKING:
+    from mdd_bench.models.dual import DualEncoder
+    from mdd_bench.workspace import Workspace
 
 KS = (1, 5, 10)
 METRICS = ("IR@1", "IR@5", "IR@10", "TR@1", "TR@5", "TR@10")
@@ -131,3 +137,14 @@ def retrieval_metrics(
     out["mean"] = float(np.mean(values))
     out["rsum"] = float(np.sum(values))
     return out
+
+
+def score(
+    workspace: Workspace, model: DualEncoder, split: str, text_encoder: str | None = None
+) -> dict[str, float]:
+    """Retrieval metrics of `model` on a split of the workspace's dataset (val for choices, test for
+    reported numbers), its captions embedded by `text_encoder` (the protocol's source by default)."""
+    part = workspace.dataset.splits[split]
+    image_emb = embed_images(model, part, workspace.protocol)
+    text_emb = embed_texts(model, workspace.text_embeddings(split, text_encoder))
+    return retrieval_metrics(image_emb, text_emb, part.caption_image)

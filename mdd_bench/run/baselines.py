@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import torch
 
-from .api import DistillContext
-from .distilled import DistilledSet
-from .evaluate import random_pairs
-from .models.dual import DualEncoder
-from .record import RandomBaseline
+from mdd_bench.api import DistillContext
+from mdd_bench.distilled import DistilledSet
+from mdd_bench.evaluation.evaluator import random_pairs
+from mdd_bench.models.dual import DualEncoder
+from mdd_bench.record import RandomBaseline
 
 SIMILARITY_FROM = "full-data reference model"
 

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from .errors import MddError
+from mdd_bench.errors import MddError
 
 WEIGHT = 0.5  # w: IOR and HLR count the same
 SCORE_METRICS = ("ior", "hlr", "score")

@@ -23,7 +23,6 @@ over the cell's evaluation repetitions, paired with the baseline's where it has 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +31,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import scores
-from .errors import MddError
-from .metrics import METRICS
-from .record import REQUIRED, SCHEMA
+from mdd_bench.errors import MddError
+from mdd_bench.evaluation import scores
+from mdd_bench.evaluation.metrics import METRICS
+from mdd_bench.record import FULL_DATA, RANDOM, read_result, result_files
 
 RETRIEVAL_METRICS = (*METRICS, "mean", "rsum")
 TIMING_METRICS = (
@@ -48,8 +47,6 @@ TIMING_METRICS = (
     "storage_bytes",
 )
 TIMING_TRACK = "-"
-FULL_DATA = "full-data"
-RANDOM = "random"
 SCORE_METRICS = scores.SCORE_METRICS
 COLUMNS = (
     "protocol",
@@ -72,45 +69,6 @@ COLUMNS = (
     "ablation_order",
     "file",
 )
-
-
-def result_files(runs: Path) -> list[Path]:
-    """Every result JSON under `runs`; `sets/` folders hold distilled sets (and their JSON), not results."""
-    runs = Path(runs)
-    if not runs.is_dir():
-        raise MddError(f"No result files under '{runs}' (no such folder). Run `mdd-bench run` first.")
-    files = sorted(p for p in runs.rglob("*.json") if "sets" not in p.relative_to(runs).parts[:-1])
-    if not files:
-        raise MddError(f"No result files under '{runs}'. Run `mdd-bench run` first.")
-    return files
-
-
-def read_result(path: Path) -> dict[str, Any]:
-    """One result file, checked enough that a bad one is named instead of breaking a table later."""
-    try:
-        result = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MddError(f"Result file '{path}' is corrupt ({exc}). Delete it to rerun that cell.") from None
-    if not isinstance(result, dict) or "schema" not in result:
-        raise MddError(
-            f"'{path}' is not an mdd-bench result file (no 'schema' key). Move it out of the runs."
-        )
-    if not isinstance(result["schema"], int) or result["schema"] > SCHEMA:
-        raise MddError(
-            f"Result file '{path}' has schema {result['schema']!r}; this mdd-bench reads up to {SCHEMA}. "
-            "Upgrade mdd-bench."
-        )
-    missing = [k for k in REQUIRED if k not in result]
-    if missing or not isinstance(result["evaluation"], dict):
-        what = f"lacks {', '.join(missing)}" if missing else "has no evaluation object"
-        raise MddError(f"Result file '{path}' is corrupt (it {what}). Delete it to rerun that cell.")
-    ablation = result.get("ablation")
-    if ablation is not None and not (isinstance(ablation, dict) and {"group", "variant"} <= set(ablation)):
-        raise MddError(
-            f"Result file '{path}' has an 'ablation' entry without 'group' and 'variant': "
-            'write it as {"group": "data_init", "variant": "kmeans"}.'
-        )
-    return result
 
 
 def _seed_value(arch: dict[str, Any], metric: str) -> float:

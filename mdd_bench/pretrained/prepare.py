@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..protocol import Protocol
-from . import dataset_root, load_dataset
-from .pairs import PairDataset
+from mdd_bench.data import dataset_root, load_dataset
+from mdd_bench.data.pairs import PairDataset
+from mdd_bench.protocol import Protocol
 
 
 @dataclass
@@ -31,12 +31,12 @@ def prepare(
     (cross-architecture evaluation only) embed the test captions on first need, so preparing stays
     quick even when an unseen encoder must first be built (`minilm-l3-distilled`).
     """
-    from .text_features import split_embeddings
+    from mdd_bench.pretrained.text_features import split_embeddings
 
     seconds: dict[str, float] = {}
     generated = False
     if name == "shapes":
-        from .shapes import ShapesConfig, ensure_shapes
+        from mdd_bench.data.shapes import ShapesConfig, ensure_shapes
 
         start = time.perf_counter()
         config = ShapesConfig.from_sizes(protocol.data.shapes, protocol.data.resolution)

@@ -41,15 +41,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from mdd_bench.methods.lors import PAPER as LORS_PAPER
-from mdd_bench.methods.lors import LoRS, LoRSHParams
 
 from mdd_bench.api import DistillContext
 from mdd_bench.distill.blend import BlendSampler, blend_pair
 from mdd_bench.distill.matching import TrajectoryRun, paper_table
 from mdd_bench.distill.trajectory import StepLoss
+from mdd_bench.evaluation.training import batch_loss
+from mdd_bench.methods.lors import PAPER as LORS_PAPER
+from mdd_bench.methods.lors import LoRS, LoRSHParams
 from mdd_bench.models.dual import FROZEN
-from mdd_bench.training import batch_loss
 
 # RepBlend's scripts/distill_{flickr,coco}_repblend.sh (spec section 7): LoRS's rows with b = 20
 # everywhere, 3000 iterations everywhere (LoRS COCO-200: 2000) and val scoring every 150 (Flickr-500: 300).

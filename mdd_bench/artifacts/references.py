@@ -19,14 +19,16 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .cache import atomic_save_npy, atomic_write, atomic_write_json, cache_dir, stable_hash
-from .data.pairs import PairDataset, Split
-from .evaluate import ArchResult
-from .locks import artifact_lock
-from .models.dual import DualEncoder
-from .protocol import Protocol
-from .training import Recipe, embed_images, embed_texts, train_dual
-from .workspace import Workspace
+from mdd_bench.cache import atomic_save_npy, atomic_write, atomic_write_json, cache_dir, stable_hash
+from mdd_bench.data.pairs import PairDataset, Split
+from mdd_bench.evaluation.evaluator import ArchResult
+from mdd_bench.evaluation.metrics import score
+from mdd_bench.evaluation.training import Recipe, train_dual
+from mdd_bench.locks import artifact_lock
+from mdd_bench.models.dual import DualEncoder
+from mdd_bench.protocol import Protocol
+from mdd_bench.workspace import Workspace
+from mdd_bench.workspace.pairs import embed_images, embed_texts
 
 REFERENCE_VERSION = 2  # 2: per-encoder recipes, per-repetition resume
 GALLERY_SIZE = 1023
@@ -202,7 +204,7 @@ def _train_reference(
             state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
             atomic_write(folder / "model.safetensors", lambda p, s=state: save_file(s, str(p)))
             atomic_save_npy(folder / "forgetting.npy", recorder.matrix())
-        runs.append(workspace.score(model, "test"))
+        runs.append(score(workspace, model, "test"))
         atomic_write_json(run_path, runs[-1])
     # More repetitions than asked may be on disk (an earlier, longer request): report them all.
     while (folder / "runs" / f"rep{len(seeds)}.json").exists():

@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from mdd_bench.data import text_features
 from mdd_bench.data.images import TensorImages
 from mdd_bench.data.pairs import PairDataset, Split
 from mdd_bench.errors import MddError
 from mdd_bench.models import text as text_models
 from mdd_bench.models.text import TextEncoder, model_folder
+from mdd_bench.pretrained import text_features
 from mdd_bench.pretrained.text_features import caption_embeddings, split_embeddings
 from mdd_bench.protocol import TextSpec
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from mdd_bench.errors import MddError
 from mdd_bench.locks import try_cell_lock
+from mdd_bench.run.config import EXECUTORS
 from mdd_bench.run.execute import execute_cell, record_failure
 from mdd_bench.run.jobs import BUSY, DONE, FAILED, CellJob, CellOutcome, DatasetCache, error_line
 from mdd_bench.run.progress import GridBar, StageClock
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from mdd_bench.protocol import Protocol
     from mdd_bench.run.config import RunConfig
 
-EXECUTORS = ("local", "ray")
 
 # Environment the Ray workers need to find the same caches and work offline like the driver.
 FORWARDED_ENV = ("MDD_BENCH_HOME", "MDD_BENCH_DATA", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME")

@@ -14,7 +14,7 @@ from mdd_bench.protocol import Protocol
 from mdd_bench.record import RANDOM, read_result
 from mdd_bench.registry import get_method
 from mdd_bench.run.cell import extension_job
-from mdd_bench.run.config import Cell, RunConfig, check_tracks
+from mdd_bench.run.config import Cell, RunConfig
 from mdd_bench.run.executors import make_executor
 from mdd_bench.run.full_data import publish_full_data
 from mdd_bench.run.jobs import BUSY, FAILED, CellJob, CellOutcome
@@ -26,7 +26,7 @@ def plan_grid(protocol: Protocol, config: RunConfig, log=print) -> list[CellJob]
     Each method's hyper-parameters are resolved for every budget here, so a bad `--set` is a one-line
     error before any work starts rather than a failed cell.
     """
-    check_tracks(config.tracks)
+    config.validate()
     classes = {name: get_method(name) for name in grid_methods(config, log)}
     for name, cls in classes.items():
         if cls.deterministic and len(config.seeds) > 1:

@@ -28,7 +28,7 @@ for spec in "$@"; do
   mdd-bench report --runs "$RUNS" --out reports --no-gallery \
     && python benchmarks/readme_summary.py && python benchmarks/findings.py
   say "report exit $?"
-  git add reports README.md
+  git add reports README.md docs/results.md
   git commit -qm "$methods under $proto at $budget pairs, seed(s) $seed, archs $archs ($cmd); reports, README and FINDINGS regenerated" \
     && say "committed"
 done

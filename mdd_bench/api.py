@@ -46,6 +46,12 @@ class Method:
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
+    # What describes the method lives on it and goes into every result: how tables spell it, the paper
+    # it reproduces, and a version bumped whenever its algorithm changes (so two results with the same
+    # version were made by the same algorithm).
+    display_name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    version: ClassVar[int] = 1
     artifacts: ClassVar[tuple[str, ...]] = ()
     hparams_class: ClassVar[type[HParams]] = HParams
     defaults: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -92,6 +98,11 @@ class Method:
     def missing_artifacts(cls) -> list[str]:
         """Declared artifacts this version of mdd-bench cannot build (a plugin ahead of the harness)."""
         return [a for a in cls.artifacts if a not in ARTIFACTS]
+
+    @classmethod
+    def info(cls) -> dict[str, Any]:
+        """The method's metadata as a result records it (`method_info`)."""
+        return {"display_name": cls.display_name or cls.name, "paper": cls.paper, "version": cls.version}
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family, "hparams": dataclasses.asdict(self.hparams)}

@@ -73,6 +73,8 @@ class ResultRecord:
     hparams: dict[str, Any] = field(default_factory=dict)
     deterministic: bool = False
     method_dist: dict[str, str] = field(default_factory=dict)  # the distribution providing the method
+    # The method's display name, paper and algorithm version (`Method.info`) when the cell ran.
+    method_info: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
     storage_bytes: int | None = None
     distilled_set: str | None = None

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from mdd_bench.data.images import normaliser
 from mdd_bench.pretrained import anchors
 from mdd_bench.pretrained.anchors import NUM_CLASSES, anchor_path, classification_corpus, ensure_anchor
 from mdd_bench.protocol import load_protocol
+
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
 
 
 def test_corpus_is_deterministic_and_labelled():

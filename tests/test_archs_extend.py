@@ -21,6 +21,8 @@ from mdd_bench.run.grid import GridRun, execute_grid
 from mdd_bench.run.jobs import DONE, FAILED
 from mdd_bench.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 GRID = {"methods": ["random"], "datasets": ["shapes"], "budgets": [10], "seeds": [0, 1]}
 # Only the source arch entry of each track carries it: a re-evaluated entry would not.
 MARKER = "recorded by the --archs source run"

@@ -15,6 +15,8 @@ from mdd_bench.data import images as images_mod
 from mdd_bench.data import shapes as shapes_mod
 from mdd_bench.models import text as text_models
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -1,5 +1,6 @@
 """The committed reference results are what the committed result files give: `mdd-bench report` on
-`reports/cpu/runs` rewrites every committed table byte for byte, and README's first screen is their copy.
+`reports/cpu/runs` rewrites every committed table byte for byte, and README's first screen and the docs'
+results page are their copy.
 
 Text outputs (Markdown, LaTeX, CSV) are compared byte for byte. Figures (PNG, PDF) and the HTML page that
 embeds them are byte-identical only under the same matplotlib and font versions, so here they must exist
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from mdd_bench.report import write_report
+
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # the scripts import each other (grid_time, findings_numbers)
@@ -41,12 +44,25 @@ def test_committed_reports_regenerate_from_committed_runs(regenerated: tuple[Pat
 
 
 def test_readme_first_screen_is_the_committed_summary() -> None:
+    """README's block is the retrieval table at a glance; docs/results.md's is everything (both tracks,
+    the cost, the grid's time, the one-run benchmarks): each equals what the script regenerates."""
     spec = importlib.util.spec_from_file_location("readme_summary", REPO / "benchmarks" / "readme_summary.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     readme = (REPO / "README.md").read_text()
+    page = (REPO / "docs" / "results.md").read_text()
     assert module.updated(readme, REPORTS / "cpu") == readme, "run python benchmarks/readme_summary.py"
-    assert "### Retrieval at a glance" in readme and "### Time per iteration, one run" in readme
+    assert module.updated_results(page, REPORTS / "cpu") == page, "run python benchmarks/readme_summary.py"
+    assert "### Retrieval at a glance" in readme and "docs/results.md" in readme
+    assert "### Time per iteration, one run" not in readme, "README's block stays compact"
+    for heading in (
+        "### Retrieval at a glance",
+        "### Distillation cost at a glance",
+        "**Grid time so far:**",
+        "### Time per iteration, one run",
+        "### Evaluation and runner cost, one run each",
+    ):
+        assert heading in page, heading
 
 
 def test_findings_block_is_the_committed_results() -> None:

@@ -7,10 +7,12 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from mdd_bench.methods.coreset import herding, k_center
 
 from mdd_bench.api import DistillContext
+from mdd_bench.methods.coreset import herding, k_center
 from mdd_bench.registry import get_method
+
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
 
 CORESETS = ["random", "herding", "k-center", "forgetting"]
 

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and flock are POSIX")
+pytestmark = [
+    pytest.mark.skipif(os.name != "posix", reason="SIGKILL and flock are POSIX"),
+    pytest.mark.slow,  # subprocess runs that build artifacts, killed and rerun
+]
 
 GRID = ["run", "--protocol", "smoke", "--budgets", "10", "--repetitions", "1", "--tracks", "hard", "--quiet",
         "--no-report"]  # fmt: skip

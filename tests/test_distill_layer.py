@@ -31,6 +31,8 @@ from mdd_bench.errors import MddError
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import Workspace, flatten
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 # ------------------------------------------------------------------------------------------- kernel
 
 

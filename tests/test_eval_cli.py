@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from mdd_bench.cli import cli
@@ -9,6 +10,8 @@ from mdd_bench.data import load_dataset
 from mdd_bench.evaluation.evaluator import Evaluator, random_pairs
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import Workspace
+
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
 
 
 def test_eval_of_a_saved_set_prints_a_table(tmp_path):

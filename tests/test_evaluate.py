@@ -15,6 +15,8 @@ from mdd_bench.evaluation.metrics import METRICS
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 
 @pytest.fixture(scope="module")
 def smoke():

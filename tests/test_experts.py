@@ -16,6 +16,8 @@ from mdd_bench.evaluation.evaluator import Evaluator
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 
 @pytest.fixture(scope="module")
 def evaluator():

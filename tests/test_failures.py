@@ -14,6 +14,8 @@ from click.testing import CliRunner
 
 from mdd_bench.cli import cli
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 RUN = ["run", "--protocol", "smoke", "--repetitions", "1", "--budgets", "10", "--tracks", "hard", "--quiet"]
 
 FLAKY = '''

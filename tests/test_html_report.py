@@ -36,6 +36,8 @@ from mdd_bench.report.gallery import collect_galleries, displayable, nearest_cap
 from mdd_bench.report.tables import build_tables
 from mdd_bench.workspace.pairs import RealPairs
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 # Printed order is Random, Herding, MDM; by mean recall it is MDM, Random, Herding.
 BASE = {"random": 20.0, "herding": 5.0, "mdm": 30.0}
 NATIVE_SHIFT = 7.0
@@ -289,6 +291,7 @@ def _visible_mean_column(tab, table: str) -> list[str]:
     )
 
 
+@pytest.mark.browser
 def test_page_in_a_headless_browser(browser, page: Path) -> None:
     tab = browser.new_page()
     errors: list[str] = []

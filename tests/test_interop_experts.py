@@ -20,6 +20,8 @@ from mdd_bench.models.text import text_feature_dim
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 # An expert-training setting no other test uses, so this store's key is ours alone.
 LR = 0.0123
 

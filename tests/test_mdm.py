@@ -8,13 +8,15 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from mdd_bench.methods.mdm import MDM, MDMHParams, mdm_loss
 
 from mdd_bench.api import DistillContext
 from mdd_bench.distill import kernel_energy
 from mdd_bench.errors import MddError
+from mdd_bench.methods.mdm import MDM, MDMHParams, mdm_loss
 from mdd_bench.models.dual import infonce
 from mdd_bench.protocol import load_protocol
+
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
 
 
 def _features(seed: int, n: int, d: int = 8) -> tuple[torch.Tensor, torch.Tensor]:

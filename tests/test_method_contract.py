@@ -12,6 +12,8 @@ import torch
 from mdd_bench.api import DistillContext
 from mdd_bench.registry import list_methods
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 BUDGET = 10
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -26,6 +26,8 @@ from mdd_bench.run.baselines import SIMILARITY_FROM, native_extras, random_like,
 from mdd_bench.run.config import RunConfig
 from mdd_bench.run.grid import run_grid
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 LR_IMG, LR_TXT = 0.05, 0.02
 
 

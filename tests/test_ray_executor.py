@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from mdd_bench.cli import cli
 
 pytest.importorskip("ray")
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 GRID = ["run", "--protocol", "smoke", "--methods", "random,herding", "--seeds", "0,1", "--budgets", "10",
         "--repetitions", "1", "--tracks", "hard", "--quiet", "--no-report",

@@ -20,6 +20,8 @@ from mdd_bench.protocol import PairRecipe, load_protocol
 from mdd_bench.tuning.recipes import Candidate, TuneConfig, Tuner, recipes_toml
 from mdd_bench.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 RECIPES = """
 [[eval.recipes]]
 image = "test_resnet"

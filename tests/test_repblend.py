@@ -11,8 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from mdd_bench.methods.lors import PAPER as LORS_PAPER
-from mdd_bench.methods.repblend import RepBlend
 
 from mdd_bench.api import DistillContext
 from mdd_bench.cli import cli
@@ -21,10 +19,14 @@ from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError
 from mdd_bench.evaluation.evaluator import Evaluator
 from mdd_bench.evaluation.training import Recipe, train_dual
+from mdd_bench.methods.lors import PAPER as LORS_PAPER
+from mdd_bench.methods.repblend import RepBlend
 from mdd_bench.models.dual import BACKBONE, FROZEN, weighted_bce
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import Workspace
 from mdd_bench.workspace.pairs import TensorPairs
+
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
 
 # ------------------------------------------------------------------------------ blending, hand-made
 

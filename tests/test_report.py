@@ -364,6 +364,7 @@ def test_ablation_cells_stay_out_of_the_main_tables(frame: pd.DataFrame) -> None
 # ---------------------------------------------------------------------------------------------- outputs
 
 
+@pytest.mark.slow
 def test_write_report_writes_every_format(runs: Path, tmp_path: Path) -> None:
     paths = write_report(runs, tmp_path, track="hard", baseline="lors")
     names = {p.relative_to(tmp_path).as_posix() for p in paths}
@@ -653,6 +654,7 @@ def test_protocol_table_puts_the_protocols_side_by_side(lineage_runs: Path) -> N
     assert set(rows["budget"]) == {"100", "200", "all"}
 
 
+@pytest.mark.slow
 def test_report_writes_the_comparison_beside_each_protocol(lineage_runs: Path, tmp_path: Path) -> None:
     write_report(lineage_runs, tmp_path, formats=["csv", "latex", "markdown", "html"])
     for protocol in ("cpu", "cpu-frozen"):
@@ -681,6 +683,7 @@ def _report_in_a_fresh_process(runs: Path, out: Path, hash_seed: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_report_regenerates_byte_for_byte(tmp_path: Path) -> None:
     """Two runs of `mdd-bench report` on the same result files, in processes with different hash seeds
     (so any order taken from a set of strings shows), write the same files with the same bytes: every

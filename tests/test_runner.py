@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from mdd_bench.cli import cli
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 RUN = ["run", "--protocol", "smoke", "--repetitions", "1", "--budgets", "10"]
 
 
@@ -84,6 +86,7 @@ from dataclasses import dataclass
 from mdd_bench.api import DistillContext, HParams, Method
 
 
+
 @dataclass
 class EveryKthParams(HParams):
     stride: int = 3
@@ -139,6 +142,7 @@ def test_third_party_plugin_runs_through_mdd_bench_run(plugin_on_path, tmp_path)
     assert res.exit_code == 0, res.output
     result = json.loads((out / "smoke" / "shapes" / "every-kth" / "b10-s0.json").read_text())
     assert result["hparams"] == {"stride": 2}
+    assert result["method_info"] == {"display_name": "every-kth", "paper": "", "version": 1}
     from mdd_bench.distilled import DistilledSet
 
     saved = DistilledSet.load(result["distilled_set"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -16,6 +17,8 @@ from mdd_bench.pretrained.text_student import (
     distilled_folder,
     ensure_distilled,
 )
+
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
 
 TINY = DistilRecipe(captions=192, epochs=2, lr=3e-4, batch_size=32, seed=5)
 

@@ -7,13 +7,15 @@ import math
 
 import pytest
 from click.testing import CliRunner
-from mdd_bench.methods.lors import LoRS
-from mdd_bench.methods.mtt_vl import MTTVL
-from mdd_bench.methods.tesla import TESLA
 
 from mdd_bench.cli import cli
 from mdd_bench.errors import MddError
+from mdd_bench.methods.lors import LoRS
+from mdd_bench.methods.mtt_vl import MTTVL
+from mdd_bench.methods.tesla import TESLA
 from mdd_bench.protocol import load_protocol
+
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
 
 
 def test_paper_settings_follow_the_reference_scripts_per_dataset_and_budget() -> None:

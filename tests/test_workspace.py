@@ -17,6 +17,8 @@ from mdd_bench.evaluation.metrics import score
 from mdd_bench.protocol import load_protocol
 from mdd_bench.workspace import MODALITIES, Workspace, flatten, layout, resolve_device
 
+pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
+
 
 @pytest.fixture(scope="module")
 def workspace():

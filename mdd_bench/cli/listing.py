@@ -13,7 +13,7 @@ from mdd_bench.protocol import list_protocols, load_protocol
 
 @click.group(cls=Group, name="list")
 def list_group() -> None:
-    """Show what exists: protocols, datasets, encoders."""
+    """Show what exists: protocols, datasets, methods, encoders."""
 
 
 @list_group.command("protocols")

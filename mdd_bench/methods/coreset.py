@@ -80,6 +80,8 @@ def k_center(z: torch.Tensor, budget: int) -> tuple[list[int], float]:
 class RandomCoreset(Method):
     name = "random"
     family = "coreset"
+    display_name = "Random"
+    paper = "uniformly drawn real pairs (the baseline of every image-text distillation paper)"
     artifacts = ("text_features",)
 
     def distill(self, ctx: DistillContext, budget: int) -> DistilledSet:
@@ -104,6 +106,8 @@ class _FeatureCoreset(Method):
 
 class HerdingCoreset(_FeatureCoreset):
     name = "herding"
+    display_name = "Herding"
+    paper = "Welling, Herding Dynamical Weights to Learn, ICML 2009"
 
     def select(self, ctx: DistillContext, z: torch.Tensor, budget: int) -> list[int]:
         return herding(z, budget)
@@ -111,6 +115,8 @@ class HerdingCoreset(_FeatureCoreset):
 
 class KCenterCoreset(_FeatureCoreset):
     name = "k-center"
+    display_name = "K-Center"
+    paper = "Sener & Savarese, Active Learning for CNNs: A Core-Set Approach, ICLR 2018"
 
     def select(self, ctx: DistillContext, z: torch.Tensor, budget: int) -> list[int]:
         chosen, radius = k_center(z, budget)
@@ -121,6 +127,11 @@ class KCenterCoreset(_FeatureCoreset):
 class ForgettingCoreset(Method):
     name = "forgetting"
     family = "coreset"
+    display_name = "Forgetting"
+    paper = (
+        "Toneva et al., An Empirical Study of Example Forgetting during Deep Neural Network Learning, "
+        "ICLR 2019"
+    )
     artifacts = ("text_features", "reference_model")
 
     def distill(self, ctx: DistillContext, budget: int) -> DistilledSet:

@@ -44,6 +44,8 @@ class LoRSHParams(TrajectoryHParams):
 
 class LoRS(TESLA):
     name = "lors"
+    display_name = "LoRS"
+    paper = "Xu et al., Low-Rank Similarity Mining for Multimodal Dataset Distillation, ICML 2024"
     hparams_class = LoRSHParams
     defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": TESLA.defaults["paper"],

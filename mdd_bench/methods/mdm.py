@@ -138,6 +138,8 @@ class RealBatches:
 class MDM(Method):
     name = "mdm"
     family = "distribution-matching"
+    display_name = "MDM"
+    paper = "MDM: Multimodal Distribution Matching for VL Dataset Distillation, CVPR 2026 (arXiv 2605.23482)"
     artifacts = ("text_features", "experts")
     hparams_class = MDMHParams
     defaults: ClassVar[dict[str, dict[str, Any]]] = {

@@ -34,6 +34,8 @@ class MTTVLHParams(TrajectoryHParams):
 
 class MTTVL(TrajectoryMatching):
     name = "mtt-vl"
+    display_name = "MTT-VL"
+    paper = "Wu et al., Vision-Language Dataset Distillation, TMLR 2024"
     gradient = "unroll"
     student_loss = "infonce"
     batch_order = "fresh"

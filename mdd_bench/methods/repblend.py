@@ -67,6 +67,11 @@ class RepBlendHParams(LoRSHParams):
 
 class RepBlend(LoRS):
     name = "repblend"
+    display_name = "RepBlend"
+    paper = (
+        "Zhang et al., Beyond Modality Collapse: Representation Blending for Multimodal Dataset "
+        "Distillation, NeurIPS 2025 (arXiv 2505.14705)"
+    )
     towers = FROZEN
     artifacts = ("text_features", "head_experts")
     hparams_class = RepBlendHParams

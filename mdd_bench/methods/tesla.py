@@ -47,6 +47,11 @@ PAPER: dict[tuple[str, int], dict[str, Any]] = {
 
 class TESLA(TrajectoryMatching):
     name = "tesla"
+    display_name = "TESLA-WBCE"
+    paper = (
+        "Cui et al., Scaling Up Dataset Distillation to ImageNet-1K with Constant Memory, ICML 2023; "
+        "its image-text form with the WBCE loss as LoRS (ICML 2024) runs it"
+    )
     gradient = "tesla"
     student_loss = "wbce"
     batch_order = "cycle"

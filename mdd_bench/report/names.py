@@ -1,29 +1,32 @@
-"""How methods and datasets are named and ordered in tables and figures (the paper's spelling and order)."""
+"""How methods and datasets are named and ordered in tables and figures (the paper's spelling and order).
+
+A method is spelled as its class says (`Method.display_name`, found through the registry, so a plugin
+names itself); a method that is not installed here keeps its registered name.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
+from mdd_bench.errors import MddError
 from mdd_bench.record import FULL_DATA
 
-METHOD_ORDER = ("random", "herding", "k-center", "forgetting", "mtt-vl", "tesla", "lors", "mdm")
-METHOD_NAMES = {
-    "random": "Random",
-    "herding": "Herding",
-    "k-center": "K-Center",
-    "forgetting": "Forgetting",
-    "mtt-vl": "MTT-VL",
-    "tesla": "TESLA-WBCE",
-    "lors": "LoRS",
-    "mdm": "MDM",
-    FULL_DATA: "Full data",
-}
+METHOD_ORDER = ("random", "herding", "k-center", "forgetting", "mtt-vl", "tesla", "lors", "mdm", "repblend")
 DATASET_NAMES = {"flickr8k": "Flickr8k", "flickr30k": "Flickr30k", "coco": "COCO", "shapes": "Shapes"}
 DATASET_ORDER = ("flickr8k", "flickr30k", "coco", "shapes")
 
 
+@cache
 def method_name(method: str) -> str:
-    return METHOD_NAMES.get(method, method)
+    if method == FULL_DATA:
+        return "Full data"
+    from mdd_bench.registry import get_method
+
+    try:
+        return get_method(method).display_name or method
+    except MddError:  # not installed here: the name its results carry
+        return method
 
 
 def dataset_name(dataset: str) -> str:

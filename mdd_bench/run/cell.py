@@ -121,6 +121,7 @@ def run_cell(
         hparams=method.describe()["hparams"],
         deterministic=method.deterministic,
         method_dist=method_distribution(cell.method),
+        method_info=method.info(),
         device=str(ctx.device),
         storage_bytes=distilled.storage_bytes,
         distilled_set=str(set_path),

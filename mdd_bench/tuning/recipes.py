@@ -1,6 +1,6 @@
 """`mdd-bench tune-eval`: choose each encoder pair's evaluation recipe on val, knowing no method.
 
-The procedure (documented in README, reproduced by the command):
+The procedure (documented in docs/evaluation.md, reproduced by the command):
 1. Tuning sets: N random real training pairs at each protocol budget, drawn with seeds of their own
    (TUNE_SEED + s), never a method's output.
 2. Stage 1: every candidate (lr_img x lr_txt x dsa) trains on the smallest budget's sets with `seeds`

@@ -108,7 +108,7 @@ class TrajectoryMatching(Method):
             "init_indices": run.chosen,
             "eval_loss": self.student_loss,
             "similarity": run.similarity.kind,
-            "towers": self.towers,  # whose step sizes lr_img/lr_txt are (evaluate.py)
+            "towers": self.towers,  # whose step sizes lr_img/lr_txt are (evaluation/evaluator.py)
         }
         loop = DistillLoop(
             ctx,

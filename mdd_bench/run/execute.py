@@ -7,7 +7,7 @@ raises is recorded (a one-line `<cell>.error.txt` beside where its result would 
 
 A job may also extend a finished cell (`--archs all` over a result evaluated on fewer encoder pairs):
 the same lock, log, error file and isolation, but no distillation; it evaluates the missing pairs from
-the set saved beside the result and rewrites the result atomically (`runner.extend_cell`).
+the set saved beside the result and rewrites the result atomically (`cell.extend_cell`).
 """
 
 from __future__ import annotations

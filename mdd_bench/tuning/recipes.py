@@ -219,7 +219,7 @@ def recipes_toml(
     full: dict[str, dict[str, float]] | None = None,
     source_text: str | None = None,
 ) -> str:
-    lines = [f"# Chosen on val by `{command}` (see mdd_bench/tuning.py for the procedure)."]
+    lines = [f"# Chosen on val by `{command}` (see mdd_bench/tuning/recipes.py for the procedure)."]
     if augment:
         best = max(augment, key=augment.get)
         scores = ", ".join(f"{k}: {v:.1f}" for k, v in augment.items())

@@ -43,13 +43,6 @@ data_root_option = click.option(
 )
 
 
-def resolve_device_now(device: str) -> None:
-    """The device must exist here (local executor); with Ray each worker resolves its own."""
-    from mdd_bench.workspace import resolve_device
-
-    resolve_device(device)
-
-
 def _silence_libraries() -> None:
     """`--quiet`: the libraries' own bars and notices too (transformers' weight loading)."""
     import transformers

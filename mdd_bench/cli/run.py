@@ -12,7 +12,6 @@ from mdd_bench.cli.options import (
     data_root_option,
     device_option,
     protocol_option,
-    resolve_device_now,
 )
 from mdd_bench.errors import MddError
 from mdd_bench.protocol import load_protocol
@@ -128,8 +127,6 @@ def run_cmd(
         ray_cpus=ray_cpus, full_data_repetitions=full_data_repetitions, random_baseline=random_baseline,
         redistill=redistill,
     )  # fmt: skip
-    if executor == "local":
-        resolve_device_now(device)
     if dry_run:
         from mdd_bench.run.dryrun import describe_plan
 
@@ -279,8 +276,6 @@ def ablate_cmd(
         executor=executor, address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
         ray_cpus=ray_cpus,
     )  # fmt: skip
-    if executor == "local":
-        resolve_device_now(device)
     chosen = [g.strip() for g in groups.split(",") if g.strip()] if groups else None
     if quiet:
         _silence_libraries()

@@ -73,6 +73,10 @@ class RunConfig:
             raise MddError(f"--repetitions needs a positive integer, got {self.repetitions}.")
         if self.executor not in EXECUTORS:
             raise MddError(f"Unknown executor '{self.executor}'. Use: {', '.join(EXECUTORS)}.")
+        if self.executor == "local":  # the device must exist here; with Ray each worker resolves its own
+            from mdd_bench.workspace import resolve_device
+
+            resolve_device(self.device)
         if self.address and self.executor != "ray":
             raise MddError("--address names a Ray cluster: add --executor ray.")
         if self.redistill and self.archs != "all":

@@ -90,3 +90,15 @@ class PairDataset:
                 else [0, 0],
             }
         return rows
+
+
+def random_indices(num_pairs: int, budget: int, seed: int) -> np.ndarray:
+    """`budget` of `num_pairs` pair indices drawn uniformly without replacement, sorted.
+
+    The one random draw of the project: the `random` cell of seed s and every method initialised from
+    random pairs at seed s (`data_init = "random"`) start from exactly these pairs, so a method's gain
+    over random is a paired difference.
+    """
+    if not 0 <= budget <= num_pairs:
+        raise ValueError(f"cannot draw {budget} of {num_pairs} pairs")
+    return np.sort(np.random.default_rng(seed).choice(num_pairs, size=budget, replace=False))

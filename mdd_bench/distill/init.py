@@ -16,11 +16,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mdd_bench.data.pairs import random_indices
 from mdd_bench.errors import MddError
 from mdd_bench.workspace.pairs import embed_images, embed_texts
 
 # noise: Gaussian pixels/texts with the training data's per-channel statistics; random: N random
-# pairs; image / text / joint: K-means on that feature of every training pair (joint is MDM's).
+# pairs (the `random` cell's draw of the same seed); image / text / joint: K-means on that feature of
+# every training pair (joint is MDM's).
 DATA_INITS = ("joint", "image", "text", "random", "noise")
 FEATURES = ("joint", "image", "text")
 BLOCK = 65_536  # rows per block when scanning the features
@@ -170,7 +172,8 @@ def initial_pairs(
         images, texts = noise_pairs(workspace, budget, generator)
         return images, texts, None
     if how == "random":
-        idx = torch.randperm(len(real), generator=generator)[:budget].sort().values
+        # The `random` cell's draw of this seed (`data.pairs.random_indices`): the paired baseline.
+        idx = torch.from_numpy(random_indices(len(real), budget, seed))
     else:
         if feature_model is None:
             raise MddError(f"Data init '{how}' needs a feature model.")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mdd_bench.data.pairs import PairDataset
+from mdd_bench.data.pairs import PairDataset, random_indices
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError
 from mdd_bench.evaluation.metrics import score
@@ -269,10 +269,12 @@ def check_budget(dataset: PairDataset, budget: int) -> None:
 def random_pairs(
     dataset: PairDataset, text_emb: np.ndarray, protocol: Protocol, budget: int, seed: int
 ) -> DistilledSet:
-    """N real training pairs drawn uniformly without replacement: the weakest sensible baseline."""
+    """N real training pairs drawn uniformly without replacement: the weakest sensible baseline.
+
+    The draw is `random_indices`, the same as a method initialised from random pairs at `seed`.
+    """
     check_budget(dataset, budget)
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(dataset.train.num_captions, size=budget, replace=False))
+    idx = random_indices(dataset.train.num_captions, budget, seed)
     images, texts = RealPairs(dataset.train, text_emb, protocol).batch(torch.from_numpy(idx))
     provenance = {"method": "random", "budget": budget, "seed": seed, "real_indices": idx.tolist()}
     return DistilledSet(images, texts, {}, provenance)

@@ -58,6 +58,11 @@ class Method:
     # True when the output does not depend on the distillation seed: `mdd-bench run` then runs the
     # first seed only (and the report says so) instead of repeating identical work.
     deterministic: ClassVar[bool] = False
+    # DSA on the native track: what the method's reference evaluation does (True: every batch of the
+    # distilled images is augmented with DSA; False: no augmentation); None: the protocol's recipe of
+    # each encoder pair, as on the hard track. Each distilled set carries it as provenance `eval_dsa`
+    # (`run/cell.py`), which `Evaluator.recipe_for` reads.
+    native_dsa: ClassVar[bool | None] = None
     # Ablation groups for `mdd-bench ablate`: group -> variant label -> hyper-parameter overrides, in
     # display order. A variant with no overrides is the method as configured.
     ablations: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}

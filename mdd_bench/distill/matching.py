@@ -109,6 +109,7 @@ class TrajectoryMatching(Method):
             "eval_loss": self.student_loss,
             "similarity": run.similarity.kind,
             "towers": self.towers,  # whose step sizes lr_img/lr_txt are (evaluation/evaluator.py)
+            "eval_dsa": self.native_dsa,  # the native track's DSA, on native val as on test
         }
         loop = DistillLoop(
             ctx,

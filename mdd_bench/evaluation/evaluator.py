@@ -116,7 +116,12 @@ class Evaluator:
     def recipe_for(
         self, distilled: DistilledSet, track: str, image: str | None = None, text: str | None = None
     ) -> tuple[Recipe, list[str]]:
-        """The encoder pair's recipe (the source pair by default) and the extras the track uses."""
+        """The encoder pair's recipe (the source pair by default) and the extras the track uses.
+
+        The hard track is the protocol's recipe for every set. The native track adds the set's learned
+        step sizes, similarity and loss, and its method's reference setting of DSA (provenance
+        `eval_dsa`; listed as `dsa:on` / `dsa:off` where it differs from the pair's recipe).
+        """
         if track not in TRACKS:
             raise MddError(f"Unknown track '{track}'. Use one of: {', '.join(TRACKS)}.")
         recipe = Recipe.from_eval(self.protocol, image, text)
@@ -132,7 +137,23 @@ class Evaluator:
             if loss != "infonce":
                 recipe = Recipe(**{**asdict(recipe), "loss": loss})
                 used.append(f"loss:{loss}")
+            # The method's reference evaluation on DSA (`Method.native_dsa`); None: the pair's recipe.
+            dsa = distilled.provenance.get("eval_dsa")
+            if dsa is not None and bool(dsa) != recipe.dsa:
+                recipe = Recipe(**{**asdict(recipe), "dsa": bool(dsa)})
+                used.append("dsa:on" if dsa else "dsa:off")
         return recipe, used
+
+    def native_is_hard(self, distilled: DistilledSet, archs: str = "source") -> bool:
+        """Whether the native track trains exactly as the hard one on every encoder pair of `archs`'s
+        grid: no extras, no loss and no DSA setting of the set's own, so its native numbers are the hard
+        ones."""
+        if distilled.extras or distilled.provenance.get("eval_loss", "infonce") != "infonce":
+            return False
+        return all(
+            self.recipe_for(distilled, "native", i, t) == self.recipe_for(distilled, "hard", i, t)
+            for i, t in arch_grid(self.protocol, archs)
+        )
 
     def score(self, model: DualEncoder, split: str, text_encoder: str | None = None) -> dict[str, float]:
         return score(self.workspace, model, split, text_encoder)

@@ -46,6 +46,9 @@ class LoRS(TESLA):
     name = "lors"
     display_name = "LoRS"
     paper = "Xu et al., Low-Rank Similarity Mining for Multimodal Dataset Distillation, ICML 2024"
+    # src/epoch.py:evaluate_synset_with_similarity never calls DiffAugment (its check meant to forbid
+    # DSA never fires; lors_tesla.md section 4, mttvl_coreset.md section 6).
+    native_dsa = False
     hparams_class = LoRSHParams
     defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": TESLA.defaults["paper"],

@@ -140,6 +140,8 @@ class MDM(Method):
     family = "distribution-matching"
     display_name = "MDM"
     paper = "MDM: Multimodal Distribution Matching for VL Dataset Distillation, CVPR 2026 (arXiv 2605.23482)"
+    # Its evaluation (src/epoch.py:evaluate_synset) applies DSA to every batch (mdm.md section 5).
+    native_dsa = True
     artifacts = ("text_features", "experts")
     hparams_class = MDMHParams
     defaults: ClassVar[dict[str, dict[str, Any]]] = {

@@ -36,6 +36,8 @@ class MTTVL(TrajectoryMatching):
     name = "mtt-vl"
     display_name = "MTT-VL"
     paper = "Wu et al., Vision-Language Dataset Distillation, TMLR 2024"
+    # epoch.py:evaluate_synset: "no augmentation of the synthetic images" (mttvl_coreset.md section 3).
+    native_dsa = False
     gradient = "unroll"
     student_loss = "infonce"
     batch_order = "fresh"

@@ -72,6 +72,9 @@ class RepBlend(LoRS):
         "Zhang et al., Beyond Modality Collapse: Representation Blending for Multimodal Dataset "
         "Distillation, NeurIPS 2025 (arXiv 2505.14705)"
     )
+    # Its src/epoch.py trains the two heads with LoRS's evaluation settings (repblend.md section 6), and
+    # LoRS's evaluation never calls DiffAugment (mttvl_coreset.md section 6).
+    native_dsa = False
     towers = FROZEN
     artifacts = ("text_features", "head_experts")
     hparams_class = RepBlendHParams

@@ -52,6 +52,9 @@ class TESLA(TrajectoryMatching):
         "Cui et al., Scaling Up Dataset Distillation to ImageNet-1K with Constant Memory, ICML 2023; "
         "its image-text form with the WBCE loss as LoRS (ICML 2024) runs it"
     )
+    # LoRS's evaluation (src/epoch.py:evaluate_synset_with_similarity) never calls DiffAugment
+    # (lors_tesla.md section 4; mttvl_coreset.md section 6).
+    native_dsa = False
     gradient = "tesla"
     student_loss = "wbce"
     batch_order = "cycle"

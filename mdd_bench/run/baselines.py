@@ -41,7 +41,7 @@ def reference_similarity(model: DualEncoder, images: torch.Tensor, texts: torch.
 
 
 def native_extras(ctx: DistillContext, distilled: DistilledSet) -> list[str]:
-    """What the set's native track uses (learned_lr, similarity, loss:...); empty: native is hard."""
+    """What the set's native track uses (learned_lr, similarity, loss:..., dsa:...); empty: native is hard."""
     return ctx.evaluator.recipe_for(distilled, "native")[1]
 
 
@@ -60,8 +60,9 @@ def random_like(ctx: DistillContext, distilled: DistilledSet, seed: int) -> Dist
     provenance = dict(pairs.provenance, baseline_of=distilled.provenance.get("method"))
     if "learned_lr" in used:  # the lrs are step sizes of these towers' parameters, so they go with them
         provenance["towers"] = distilled.towers
-    if "eval_loss" in distilled.provenance:
-        provenance["eval_loss"] = distilled.provenance["eval_loss"]
+    for key in ("eval_loss", "eval_dsa"):  # trained the way the set's native track trains
+        if key in distilled.provenance:
+            provenance[key] = distilled.provenance[key]
     return DistilledSet(pairs.images, pairs.texts, extras, provenance)
 
 

@@ -77,12 +77,14 @@ def run_cell(
         distilled.provenance.update(
             method=cell.method, budget=cell.budget, seed=cell.seed, hparams=method.describe()["hparams"]
         )
+        distilled.provenance["eval_dsa"] = method.native_dsa  # native DSA as the reference evaluates
         result_path = result_path or cell.path(config.out, protocol)
         set_path = distilled.save(result_path.parent / "sets" / result_path.stem)
     stats = ctx.stats
     evaluation: dict[str, Any] = {}
     for track in config.tracks:
-        reuse = track == "native" and "hard" in evaluation and not _has_native_extras(distilled)
+        reuse = track == "native" and "hard" in evaluation
+        reuse = reuse and ctx.evaluator.native_is_hard(distilled, config.archs)
         if reuse:
             # Nothing native to use: the native recipe is the hard one, so the numbers are too.
             evaluation[track] = dict(evaluation["hard"], track="native", same_as="hard")
@@ -138,10 +140,6 @@ def stage_delta(clock: StageClock, before: dict[str, float], into: dict[str, flo
         if spent > 0:
             out[name] = round(out.get(name, 0.0) + spent, 2)
     return out
-
-
-def _has_native_extras(distilled) -> bool:
-    return bool(distilled.extras) or distilled.provenance.get("eval_loss", "infonce") != "infonce"
 
 
 Pair = tuple[str, str]

@@ -19,6 +19,11 @@ cell (its seed) and track, on the source encoder pair only, as fractions (not pe
 A row whose baseline is missing (no random cells, no full-data cell, a native track with extras but no
 recorded baseline) is left out, never written as 0; full-data cells get none. `rep_std` is the spread
 over the cell's evaluation repetitions, paired with the baseline's where it has as many repetitions.
+
+A cell whose hard track carries its method's iteration-0 set (`evaluation.hard.initial`, trained and
+scored with the cell's own evaluation seeds) gets two hard-track rows on the source pair (metrics in
+INITIAL_METRICS, percent): `initial_mean`, that set's mean recall, and `initial_gain`, the cell's mean
+recall minus it (the paired difference of this seed; `rep_std` over the repetitions paired by seed).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ TIMING_METRICS = (
 )
 TIMING_TRACK = "-"
 SCORE_METRICS = scores.SCORE_METRICS
+INITIAL_METRICS = ("initial_mean", "initial_gain")
 COLUMNS = (
     "protocol",
     "dataset",
@@ -129,6 +135,7 @@ def flatten(result: dict[str, Any], file: str) -> list[dict[str, Any]]:
             for metric in RETRIEVAL_METRICS:
                 value, spread = _seed_value(arch, metric), _rep_std(arch, metric)
                 rows.append({**base, **pair, "metric": metric, "value": value, "rep_std": spread})
+    rows += initial_rows(result, base)
     distill = result.get("distill")
     if isinstance(distill, dict):
         image, text = _source_pair(result)
@@ -146,6 +153,41 @@ def flatten(result: dict[str, Any], file: str) -> list[dict[str, Any]]:
             value = math.nan if value is None else float(value)
             rows.append({**base, **pair, "metric": metric, "value": value, "rep_std": math.nan})
     return rows
+
+
+def initial_rows(result: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `initial_mean` and `initial_gain` rows of a cell whose hard track carries its iteration-0 set
+    (none otherwise, or when the two lack a source pair, or name different ones)."""
+    hard = result["evaluation"].get("hard")
+    initial = hard.get("initial") if isinstance(hard, dict) else None
+    if not isinstance(initial, dict):
+        return []
+    final, start = _source_arch(hard), _source_arch(initial)
+    if final is None or start is None:
+        return []
+    pair = (start["image_encoder"], start["text_encoder"])
+    if pair != (final["image_encoder"], final["text_encoder"]):
+        return []
+    before = [r["mean"] for r in start.get("runs", []) if "mean" in r]
+    after = [r["mean"] for r in final.get("runs", []) if "mean" in r]
+    # Repetitions pair when they trained with the same seeds (the cell's): one difference per repetition.
+    paired = len(before) == len(after) and start.get("seeds") == final.get("seeds")
+    differences = np.subtract(after, before) if paired else np.array([])
+    spread = float(np.std(differences, ddof=1)) if len(differences) > 1 else math.nan
+    fields = {"track": "hard", "image_encoder": pair[0], "text_encoder": pair[1], "source": True,
+              "extras": "", "repetitions": len(before)}  # fmt: skip
+    initial_mean = _seed_value(start, "mean")
+    gain = _seed_value(final, "mean") - initial_mean
+    return [
+        {
+            **base,
+            **fields,
+            "metric": "initial_mean",
+            "value": initial_mean,
+            "rep_std": _rep_std(start, "mean"),
+        },
+        {**base, **fields, "metric": "initial_gain", "value": gain, "rep_std": spread},
+    ]
 
 
 @dataclass

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,6 +26,8 @@ from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError, did_you_mean
 from mdd_bench.models.dual import BACKBONE
 from mdd_bench.protocol import Protocol
+from mdd_bench.search_space import SearchSpace, check_space
+from mdd_bench.tuned import TunedEntry, resolve_tuned
 
 # Shared artifacts a method may declare; the runner prepares them before timing the distillation.
 # `experts`: trajectories of the image encoder and text head; `head_experts`: of an image head and the
@@ -66,20 +69,42 @@ class Method:
     # Ablation groups for `mdd-bench ablate`: group -> variant label -> hyper-parameter overrides, in
     # display order. A variant with no overrides is the method as configured.
     ablations: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    # What `mdd-bench tune` may vary, per protocol name (looked up along the lineage like `defaults`):
+    # hyper-parameter -> `Float`, `Int` or `Choice` (`mdd_bench.search_space`). Empty: nothing to tune,
+    # the method gets 0 trials.
+    search_space: ClassVar[dict[str, SearchSpace]] = {}
 
     def __init__(self, hparams: HParams | None = None) -> None:
         self.hparams = hparams if hparams is not None else self.hparams_class()
+        # The tuned entry behind these settings (`for_protocol` sets it), recorded in every result.
+        self.tuning: TunedEntry | None = None
+
+    @classmethod
+    def search_space_for(cls, protocol: Protocol) -> SearchSpace:
+        """The space of the nearest protocol in the lineage that declares one, checked; {} if none."""
+        for name in protocol.lineage:
+            if name in cls.search_space:
+                space = cls.search_space[name]
+                check_space(cls.name, cls.hparams_class, space, protocol)
+                return space
+        return {}
 
     @classmethod
     def for_protocol(
-        cls, protocol: Protocol, overrides: dict[str, str] | None = None, budget: int | None = None
+        cls,
+        protocol: Protocol,
+        overrides: dict[str, str] | None = None,
+        budget: int | None = None,
+        tuned: str | Path | None = "packaged",
     ) -> Method:
-        """The method with its defaults for `protocol` (and the cell's `budget`), then `--set` overrides.
+        """The method with its defaults for `protocol` (and the cell's `budget`), its tuned values, then
+        `--set` overrides.
 
         Defaults are looked up along the protocol's lineage (its name, then the packaged protocol it
         inherits from with `base = ...`), then `cell_defaults` (settings the papers tabulate per dataset
-        and budget). Both the defaults and the overrides are validated against the hyper-parameter
-        dataclass's types (pydantic), so a typo or a wrong type is a one-line error.
+        and budget), then the values `mdd-bench tune` chose for this (dataset, method, budget) (`tuned`:
+        the packaged file of the lineage, a file path, or None for none). Everything is validated
+        against the hyper-parameter dataclass's types (pydantic), so a typo or a wrong type is one line.
         """
         values: dict[str, Any] = {}
         for name in reversed(protocol.lineage):
@@ -87,9 +112,18 @@ class Method:
         if budget is not None:
             values.update(cls.cell_defaults(protocol, budget))
         _check_keys(cls, values, "defaults")
+        entry = None
+        tuned_file = resolve_tuned(protocol, tuned)
+        if tuned_file is not None:
+            entry = tuned_file.get(protocol.data.dataset, cls.name, budget)
+            if entry is not None:
+                _check_keys(cls, entry.values, f"tuned values in {tuned_file.source}")
+                values.update(entry.values)
         overrides = overrides or {}
         _check_keys(cls, overrides, "--set")
-        return cls(validate_hparams(cls, {**values, **overrides}))
+        method = cls(validate_hparams(cls, {**values, **overrides}))
+        method.tuning = entry
+        return method
 
     @classmethod
     def cell_defaults(cls, protocol: Protocol, budget: int) -> dict[str, Any]:
@@ -166,6 +200,14 @@ class DistillContext:
         self.rng = np.random.default_rng(seed)
         self.torch_generator = torch.Generator().manual_seed(seed)
         self.stats = DistillStats()
+        # Selection: the val tracks a run chooses its iterations on (None: every track whose recipe
+        # differs for the set; the tuner asks for its objective's only), a callback after each val check
+        # (iteration, {track: score}; the tuner's pruner raises from it), and what the loop chose: the
+        # set per track beside the returned one, and the initial (iteration-0) set.
+        self.select_tracks: tuple[str, ...] | None = None
+        self.check_hook: Callable[[int, dict[str, float]], None] | None = None
+        self.selected: dict[str, DistilledSet] = {}
+        self.initial: DistilledSet | None = None
         self._reference = None
         self._reference_model: nn.Module | None = None
         self._experts: dict[str, Any] = {}
@@ -259,8 +301,17 @@ class DistillContext:
     # -------------------------------------------------------------- evaluation hook and progress
     def evaluate_on_val(self, distilled: DistilledSet, track: str = "hard", repetitions: int = 1) -> float:
         """Mean recall on the val split (source architectures) for choosing an iteration; never test."""
-        result = self.evaluator.evaluate(distilled, "source", track, repetitions, self.seed, split="val")
-        return result.source().mean["mean"]
+        return float(np.mean(self.val_runs(distilled, track, repetitions)))
+
+    def val_runs(
+        self, distilled: DistilledSet, track: str = "hard", repetitions: int = 1, first: int = 0
+    ) -> list[float]:
+        """Mean recall of each val run `first` .. `first + repetitions - 1`: the same seeds at every call,
+        so two checks' scores are paired and a re-score adds runs to those a check has."""
+        result = self.evaluator.evaluate(
+            distilled, "source", track, repetitions, self.seed, split="val", first_repetition=first
+        )
+        return [float(run["mean"]) for run in result.source().runs]
 
     @contextmanager
     def progress(self, total: int, desc: str) -> Iterator[tqdm]:

@@ -19,3 +19,7 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 def unknown(kind: str, name: str, choices: Iterable[str]) -> MddError:
     return MddError(f"Unknown {kind} '{name}'.{did_you_mean(name, choices)}")
+
+
+class NonFiniteLoss(MddError):
+    """A distillation's loss became NaN or infinite (the tuner records the trial as failed)."""

@@ -155,6 +155,40 @@ class EvalSpec:
 
 
 @dataclass(frozen=True)
+class DistillSpec:
+    """The one run-length and selection rule of every iterative method (none may set its own).
+
+    A run checks val every `eval_every` iterations (iteration 0, the initial set, included) with the
+    same `val_repetitions` seeds at every check (paired), stops once no selected track has improved for
+    `patience` checks or at `max_iterations`, then re-scores each track's `rescore_top` best checks with
+    `rescore_repetitions` runs and keeps, per track, the check that scores best.
+    """
+
+    max_iterations: NonNegativeInt = 3000
+    eval_every: PositiveInt = 50
+    patience: PositiveInt = 10
+    val_repetitions: PositiveInt = 2
+    rescore_top: PositiveInt = 3
+    rescore_repetitions: PositiveInt = 5
+
+
+@dataclass(frozen=True)
+class TuningSpec:
+    """`mdd-bench tune`'s budget, the same for every method: trials per (method, budget), the pruner on
+    the val curve, the distillation seeds trials run with (never a grid seed) and the objective track."""
+
+    trials: NonNegativeInt = 16
+    seeds: tuple[NonNegativeInt, ...] = (100,)
+    pruner: Literal["hyperband", "successive-halving", "none"] = "hyperband"
+    # The pruner's smallest budget, in iterations (its largest is [distill] max_iterations).
+    min_iterations: PositiveInt = 100
+    # Trials drawn at random before TPE models the results.
+    startup_trials: NonNegativeInt = 5
+    sampler_seed: NonNegativeInt = 0
+    objective: Literal["hard"] = "hard"
+
+
+@dataclass(frozen=True)
 class Protocol:
     name: str
     description: str = ""
@@ -167,6 +201,8 @@ class Protocol:
     model: ModelSpec = field(default_factory=ModelSpec)
     experts: ExpertSpec = field(default_factory=ExpertSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
+    distill: DistillSpec = field(default_factory=DistillSpec)
+    tuning: TuningSpec = field(default_factory=TuningSpec)
     source: str = ""
     # The packaged protocol this one inherits from (`base = "cpu"`), and that one's, ...: method
     # defaults are looked up by name along (name, *bases).
@@ -195,7 +231,9 @@ class Protocol:
         return dataclasses.replace(self, data=dataclasses.replace(self.data, dataset=dataset))
 
 
-SECTIONS = ("data", "image", "text", "model", "experts", "eval")
+SECTIONS = ("data", "image", "text", "model", "experts", "eval", "distill", "tuning")
+# Sections a protocol may leave out (their defaults apply).
+OPTIONAL_SECTIONS = ("distill", "tuning")
 TOP_KEYS = ("name", "description", "budgets", "seeds", "base")
 # Every spec rejects unknown keys; values are validated (and TOML lists become tuples) by pydantic.
 for _spec in (
@@ -207,6 +245,8 @@ for _spec in (
     ExpertSpec,
     PairRecipe,
     EvalSpec,
+    DistillSpec,
+    TuningSpec,
     Protocol,
 ):
     _spec.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
@@ -261,6 +301,8 @@ def parse_protocol(raw: dict[str, Any], source: str, _seen: tuple[str, ...] = ()
         bases = (base, *parse_protocol(parent, base, (*_seen, base)).bases)
         raw = _merge({k: v for k, v in parent.items() if k not in ("name", "base")}, raw)
     for section in SECTIONS:
+        if section not in raw and section in OPTIONAL_SECTIONS:
+            continue
         if section not in raw:
             raise MddError(
                 f"{source}: missing section [{section}]. Add it, or inherit the rest of a packaged "
@@ -274,6 +316,14 @@ def parse_protocol(raw: dict[str, Any], source: str, _seen: tuple[str, ...] = ()
         raise MddError(validation_message(exc, source)) from None
     if not protocol.budgets or not protocol.seeds:
         raise MddError(f"{source}: budgets and seeds need at least one value each.")
+    shared = sorted(set(protocol.tuning.seeds) & set(protocol.seeds))
+    if shared:
+        raise MddError(
+            f"{source}: [tuning] seeds {shared} are also grid seeds; tuning must never see a seed it is "
+            "scored on. Pick tuning seeds outside `seeds`."
+        )
+    if not protocol.tuning.seeds:
+        raise MddError(f"{source}: [tuning] seeds needs at least one value.")
     return protocol
 
 

@@ -79,6 +79,9 @@ class ResultRecord:
     storage_bytes: int | None = None
     distilled_set: str | None = None
     ablation: dict[str, Any] | None = None
+    # The `mdd-bench tune` entry the settings came from (study, trial, best val, trial counts, CPU
+    # hours; `tuned.TunedEntry.provenance`), None when the method ran untuned.
+    tuning: dict[str, Any] | None = None
     # Wall seconds of this cell by stage (artifacts, distill, evaluate, random baseline): what the grid cost.
     stages_s: dict[str, float] = field(default_factory=dict)
     schema: int = SCHEMA

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mdd_bench"
 
 # Lowest first. A module may import its own layer's modules and any lower layer's, never a higher one's.
 LAYERS: list[tuple[str, ...]] = [
-    ("mdd_bench", "mdd_bench.errors", "mdd_bench.cache", "mdd_bench.locks"),
+    ("mdd_bench", "mdd_bench.errors", "mdd_bench.cache", "mdd_bench.locks", "mdd_bench.cluster"),
     ("mdd_bench.protocol",),
     ("mdd_bench.models",),
     ("mdd_bench.data",),
@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("mdd_bench.workspace",),
     ("mdd_bench.evaluation",),
     ("mdd_bench.artifacts",),
-    ("mdd_bench.api", "mdd_bench.registry"),
+    ("mdd_bench.api", "mdd_bench.registry", "mdd_bench.search_space", "mdd_bench.tuned"),
     ("mdd_bench.distill",),
     ("mdd_bench.methods",),
     ("mdd_bench.run", "mdd_bench.tuning", "mdd_bench.interop", "mdd_bench.report"),

@@ -172,10 +172,19 @@ def test_frozen_protocols_change_only_what_the_evaluation_trains(base: str) -> N
         assert [(r.image, r.text) for r in ev.recipes] == [(frozen.image.source, frozen.text.source)]
 
 
-def test_default_towers_keep_the_hashes_of_protocols_written_before_the_option() -> None:
-    # computed before `[eval] towers` existed; results, references and tuning logs are keyed by them
+def test_default_towers_keep_the_hash_and_the_run_rule_changes_it(tmp_path: Path) -> None:
+    # `[eval] towers` at its default is left out of the hash (older results keep theirs); the [distill]
+    # rule and the [tuning] budget are in it: results made under another rule must not pass as the same.
+    # The hashes before the [distill] and [tuning] sections were added:
     before = {"cpu": "573c70134ec01bb2", "paper": "d7a269ef39ebb429", "smoke": "9795a6cdf9c4f757"}
-    assert {name: load_protocol(name).hash for name in before} == before
+    now = {name: load_protocol(name).hash for name in before}
+    assert all(now[name] != before[name] for name in before)
+    explicit = tmp_path / "explicit.toml"
+    explicit.write_text('base = "cpu"\nname = "cpu"\n[eval]\ntowers = "backbone+text-head"\n')
+    assert load_protocol(explicit).hash == now["cpu"]
+    patience = tmp_path / "patience.toml"
+    patience.write_text('base = "cpu"\nname = "cpu"\n[distill]\npatience = 5\n')
+    assert load_protocol(patience).hash != now["cpu"]
     assert "towers" not in load_protocol("cpu").to_dict()["eval"]
     assert load_protocol("cpu-frozen").to_dict()["eval"]["towers"] == "frozen-backbone+heads"
 

@@ -17,6 +17,7 @@ from mdd_bench.cli.listing import list_group
 from mdd_bench.cli.options import Group
 from mdd_bench.cli.report import report_cmd
 from mdd_bench.cli.run import ablate_cmd, run_cmd
+from mdd_bench.cli.tune import tune_cmd
 from mdd_bench.cli.tune_eval import tune_eval_cmd
 
 
@@ -27,8 +28,8 @@ def cli() -> None:
 
 
 for command in (
-    list_group, data, experts_cmd, run_cmd, ablate_cmd, eval_cmd, import_cmd, export_cmd, tune_eval_cmd,
-    report_cmd,
+    list_group, data, experts_cmd, run_cmd, ablate_cmd, eval_cmd, import_cmd, export_cmd, tune_cmd,
+    tune_eval_cmd, report_cmd,
 ):  # fmt: skip
     cli.add_command(command)
 

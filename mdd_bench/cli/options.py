@@ -35,6 +35,15 @@ device_option = click.option(
 )
 
 
+tuned_option = click.option(
+    "--tuned",
+    default="packaged",
+    show_default=True,
+    help="Tuned values (`mdd-bench tune`): packaged (the protocol's own file), none (untuned defaults), "
+    "or a tuned.toml path.",
+)
+
+
 data_root_option = click.option(
     "--data-root",
     type=click.Path(file_okay=False, path_type=Path),

@@ -12,6 +12,7 @@ from mdd_bench.cli.options import (
     data_root_option,
     device_option,
     protocol_option,
+    tuned_option,
 )
 from mdd_bench.errors import MddError
 from mdd_bench.protocol import load_protocol
@@ -60,6 +61,7 @@ def executor_options(command):
 @click.option(
     "--set", "sets", multiple=True, help="Hyper-parameter override METHOD.PARAM=VALUE (repeatable)."
 )
+@tuned_option
 @click.option(
     "--repetitions",
     type=click.IntRange(min=1),
@@ -97,6 +99,7 @@ def run_cmd(
     tracks: str,
     out: Path,
     sets: tuple[str, ...],
+    tuned: str,
     repetitions: int | None,
     full_data_repetitions: int | None,
     data_root: Path | None,
@@ -125,7 +128,7 @@ def run_cmd(
         archs=archs, out=out, data_root=data_root, repetitions=repetitions, device=device,
         executor=executor, address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
         ray_cpus=ray_cpus, full_data_repetitions=full_data_repetitions, random_baseline=random_baseline,
-        redistill=redistill,
+        redistill=redistill, tuned=tuned,
     )  # fmt: skip
     if dry_run:
         from mdd_bench.run.dryrun import describe_plan
@@ -234,6 +237,7 @@ def _note_full_data(proto, config) -> None:
 @click.option(
     "--set", "sets", multiple=True, help="Override METHOD.PARAM=VALUE for every variant (repeatable)."
 )
+@tuned_option
 @click.option("--repetitions", type=click.IntRange(min=1), default=None, help="Default: the protocol's.")
 @data_root_option
 @device_option
@@ -249,6 +253,7 @@ def ablate_cmd(
     tracks: str,
     out: Path,
     sets: tuple[str, ...],
+    tuned: str,
     repetitions: int | None,
     data_root: Path | None,
     device: str,
@@ -274,7 +279,7 @@ def ablate_cmd(
         proto, [name], datasets, budgets, seeds, tracks, sets,
         archs=archs, out=out, data_root=data_root, repetitions=repetitions, device=device,
         executor=executor, address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
-        ray_cpus=ray_cpus,
+        ray_cpus=ray_cpus, tuned=tuned,
     )  # fmt: skip
     chosen = [g.strip() for g in groups.split(",") if g.strip()] if groups else None
     if quiet:

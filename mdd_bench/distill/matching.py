@@ -43,16 +43,14 @@ from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError
 from mdd_bench.evaluation.training import batch_loss
 from mdd_bench.models.dual import BACKBONE
+from mdd_bench.search_space import Choice, Float, Int
 
 
 @dataclass
 class TrajectoryHParams(HParams):
-    iterations: int = 3000
-    eval_every: int = 50
-    eval_repetitions: int = 5
-    # The track the best iteration is chosen on (val): "native" trains with the learned step sizes and
-    # similarity, as the references' own evaluation does.
-    select_track: Literal["hard", "native"] = "native"
+    # The most iterations; None: the protocol's [distill] max_iterations. Val checks, the plateau stop
+    # and the per-track selection are the protocol's rule, the same for every method (`distill/loop.py`).
+    iterations: int | None = None
     syn_steps: int = 8  # K
     expert_epochs: int = 1  # M
     max_start_epoch: int = 2  # s ~ U{0, ..., max_start_epoch - 1}
@@ -71,14 +69,48 @@ class TrajectoryHParams(HParams):
     data_init: Literal["random", "noise"] = "random"
 
 
-# Every trajectory method's `smoke` settings: a few short iterations (tests only).
-SMOKE_DEFAULTS = {"iterations": 3, "eval_every": 2, "eval_repetitions": 1, "syn_steps": 2, "syn_batch": 4}
+# Every trajectory method's `smoke` settings: a few short steps (tests only).
+SMOKE_DEFAULTS = {"syn_steps": 2, "syn_batch": 4}
+
+
+def _start_epochs(protocol, drawn: dict[str, Any], cap: int = 1_000) -> int:
+    """The largest max_start_epoch the stored epochs allow with the drawn expert_epochs (s + M <= kept)."""
+    return max(1, min(cap, protocol.experts.keep_epochs + 1 - drawn["expert_epochs"]))
+
+
+# What `mdd-bench tune` varies for every trajectory method: what the reference scripts set per dataset and
+# budget. Untied data lrs; lr_lr with 0 = fixed step sizes; the initial step size; student steps K, expert
+# span M and start epochs (s + M within the stored epochs); synthetic batch.
+TRAJECTORY_SPACES: dict[str, dict[str, Any]] = {
+    "paper": {
+        "lr_img": Float(10.0, 10_000.0, log=True),
+        "lr_txt": Float(10.0, 10_000.0, log=True),
+        "lr_lr": Choice((0.0, 1e-3, 1e-2, 1e-1)),
+        "lr_teacher": Float(0.01, 0.1, log=True),
+        "syn_steps": Choice((4, 8, 16)),
+        "expert_epochs": Int(1, 3),
+        "max_start_epoch": Int(1, lambda p, d: _start_epochs(p, d, cap=5)),
+        "syn_batch": Choice((20, 40, 100)),
+    },
+    "cpu": {
+        "lr_img": Float(1.0, 3000.0, log=True),
+        "lr_txt": Float(0.3, 1000.0, log=True),
+        "lr_lr": Choice((0.0, 1e-4, 1e-3, 1e-2)),
+        "lr_teacher": Float(0.01, 0.1, log=True),
+        "syn_steps": Choice((4, 8, 12)),
+        "expert_epochs": Int(1, 2),
+        "max_start_epoch": Int(1, _start_epochs),
+        "syn_batch": Choice((10, 20, 40)),
+    },
+    "smoke": {"lr_img": Float(1.0, 100.0, log=True), "lr_lr": Choice((0.0, 1e-2))},
+}
 
 
 class TrajectoryMatching(Method):
     family = "trajectory-matching"
     artifacts = ("text_features", "experts")
     hparams_class = TrajectoryHParams
+    search_space = TRAJECTORY_SPACES
     gradient: ClassVar[Literal["unroll", "tesla"]] = "tesla"
     student_loss: ClassVar[Literal["infonce", "wbce"]] = "wbce"
     batch_order: ClassVar[Literal["cycle", "fresh"]] = "cycle"
@@ -111,16 +143,7 @@ class TrajectoryMatching(Method):
             "towers": self.towers,  # whose step sizes lr_img/lr_txt are (evaluation/evaluator.py)
             "eval_dsa": self.native_dsa,  # the native track's DSA, on native val as on test
         }
-        loop = DistillLoop(
-            ctx,
-            run.syn,
-            hp.iterations,
-            hp.eval_every,
-            hp.eval_repetitions,
-            hp.select_track,
-            provenance,
-            desc=self.name,
-        )
+        loop = DistillLoop(ctx, run.syn, hp.iterations, provenance, desc=self.name)
         out = loop.run(run.step)
         ctx.stats.extra.update(
             similarity_bytes=run.similarity.stored_bytes,

@@ -41,10 +41,11 @@ TRACKS = ("hard", "native")
 SEED_OFFSETS = {"test": 0, "val": 500}
 
 
-def repetition_seeds(seed: int, repetitions: int, split: str) -> list[int]:
+def repetition_seeds(seed: int, repetitions: int, split: str, first: int = 0) -> list[int]:
+    """Seeds of repetitions first .. first + repetitions - 1 (the same at every call: paired scores)."""
     if split not in SEED_OFFSETS:
         raise MddError(f"Unknown split '{split}'. Use one of: {', '.join(SEED_OFFSETS)}.")
-    return [seed * 1000 + SEED_OFFSETS[split] + r for r in range(repetitions)]
+    return [seed * 1000 + SEED_OFFSETS[split] + r for r in range(first, first + repetitions)]
 
 
 def sample_std(values: list[float]) -> float | None:
@@ -223,12 +224,14 @@ class Evaluator:
         seed: int = 0,
         split: str = "test",
         pairs: list[tuple[str, str]] | None = None,
+        first_repetition: int = 0,
     ) -> EvalResult:
         """Train `repetitions` fresh models per architecture pair and score each on `split`.
 
         `pairs` (image encoder, text encoder) evaluates only those pairs of the protocol's full grid, in
         that order, instead of `archs`'s grid; the result's `recipe` and `extras_used` stay the source
-        pair's, as in a full evaluation.
+        pair's, as in a full evaluation. `first_repetition` skips the first repetitions' seeds (a
+        re-score adds runs to the ones a check already has).
         """
         self._check_compatible(distilled)
         reps = repetitions or self.protocol.eval.repetitions
@@ -237,7 +240,7 @@ class Evaluator:
         grid = self.pairs_of(archs, pairs)
         for _, text_encoder in grid:
             self._check_text_dim(distilled, text_encoder, split)
-        seeds = repetition_seeds(seed, reps, split)
+        seeds = repetition_seeds(seed, reps, split, first_repetition)
         source = (self.protocol.image.source, self.protocol.text.source)
         found: dict[tuple[str, str], ArchResult] = {}
         groups = self.pair_groups(distilled, archs, track, grid)

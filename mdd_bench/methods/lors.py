@@ -16,11 +16,12 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from mdd_bench.distill.matching import TrajectoryHParams, paper_table
+from mdd_bench.distill.matching import TRAJECTORY_SPACES, TrajectoryHParams, paper_table
 from mdd_bench.distill.similarity import Similarity
 from mdd_bench.distill.synthetic import SyntheticSet
 from mdd_bench.methods.tesla import PAPER as TESLA_PAPER
 from mdd_bench.methods.tesla import TESLA
+from mdd_bench.search_space import Choice, Float
 
 # The similarity columns of the same script rows (lr_sim, sim_type/rank, alpha).
 SIMILARITY: dict[tuple[str, int], dict[str, Any]] = {
@@ -32,6 +33,17 @@ SIMILARITY: dict[tuple[str, int], dict[str, Any]] = {
     ("coco", 500): {"lr_sim": 500.0, "sim_rank": 40, "sim_alpha": 1.0},
 }
 PAPER = {key: {**row, **SIMILARITY[key]} for key, row in TESLA_PAPER.items()}
+# TESLA's ranges plus the similarity's, as the LoRS scripts set them per budget (lr_sim, rank, alpha).
+SIMILARITY_SPACE = {
+    "lr_sim": Float(0.1, 1000.0, log=True),
+    "sim_rank": Choice((5, 10, 20)),
+    "sim_alpha": Float(0.01, 3.0, log=True),
+}
+SPACES = {
+    "paper": {**TRAJECTORY_SPACES["paper"], **SIMILARITY_SPACE},
+    "cpu": {**TRAJECTORY_SPACES["cpu"], **SIMILARITY_SPACE, "lr_sim": Float(0.1, 100.0, log=True)},
+    "smoke": {**TRAJECTORY_SPACES["smoke"], "sim_rank": Choice((1, 2))},
+}
 
 
 @dataclass
@@ -50,8 +62,8 @@ class LoRS(TESLA):
     # DSA never fires; lors_tesla.md section 4, mttvl_coreset.md section 6).
     native_dsa = False
     hparams_class = LoRSHParams
+    search_space = SPACES
     defaults: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": TESLA.defaults["paper"],
         # TESLA's cpu data lrs, then lr_sim chosen on val at 100 pairs, seed 0 (best native val mean recall
         # over 300 iterations; initial set 16.8): lr_sim 1: 23.4 (at 100), 10: 22.6 (at 100), 100: never
         # beat the init (the learned similarity collapses retrieval to 1-8). Rank 10 and alpha 1 as the

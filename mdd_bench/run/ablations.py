@@ -88,7 +88,8 @@ def plan_ablations(
                     path = v.path(cell, config.out, proto)
                     plan.paths.append(path)
                     overrides = {k: str(x) for k, x in v.overrides.items()}
-                    method = cls.for_protocol(proto, {**config.overrides.get(name, {}), **overrides}, budget)
+                    merged = {**config.overrides.get(name, {}), **overrides}
+                    method = cls.for_protocol(proto, merged, budget, config.tuned)
                     same = json.dumps(method.describe()["hparams"], sort_keys=True)
                     ablation = {"group": v.group, "variant": v.variant, "order": v.order}
                     if path.exists():

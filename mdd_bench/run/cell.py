@@ -65,6 +65,7 @@ def run_cell(
     before = dict(clock.seconds)  # the clock may be the whole grid's: this cell's cost is the difference
     check_budget(ctx.dataset, cell.budget)
     prepare_artifacts(ctx, method.artifacts, config.archs, clock)
+    ctx.selected, ctx.initial = {}, None
     with clock.stage("distill"):
         with PeakMemory(ctx.device) as memory:
             start = time.perf_counter()
@@ -74,31 +75,56 @@ def run_cell(
             raise MddError(
                 f"Method '{cell.method}' returned {distilled.size} pairs for budget {cell.budget}."
             )
-        distilled.provenance.update(
-            method=cell.method, budget=cell.budget, seed=cell.seed, hparams=method.describe()["hparams"]
-        )
-        distilled.provenance["eval_dsa"] = method.native_dsa  # native DSA as the reference evaluates
+        made = {"method": cell.method, "budget": cell.budget, "seed": cell.seed}
+        made["hparams"] = method.describe()["hparams"]
+        made["eval_dsa"] = method.native_dsa  # the native track's DSA, as the method's reference evaluates
+        distilled.provenance.update(made)
         result_path = result_path or cell.path(config.out, protocol)
         set_path = distilled.save(result_path.parent / "sets" / result_path.stem)
+        # Each track is scored on the set its own val chose (`distill/loop.py`); a track whose choice is
+        # another iteration than the hard track's gets its set saved beside the cell's.
+        track_sets = {"hard": distilled}
+        for track, chosen in ctx.selected.items():
+            if track == "hard":
+                continue
+            if chosen.provenance.get("best_iteration") == distilled.provenance.get("best_iteration"):
+                track_sets[track] = distilled
+            else:
+                chosen.provenance.update(made)
+                chosen.save(result_path.parent / "sets" / f"{result_path.stem}.{track}")
+                track_sets[track] = chosen
     stats = ctx.stats
     evaluation: dict[str, Any] = {}
     for track in config.tracks:
-        reuse = track == "native" and "hard" in evaluation
-        reuse = reuse and ctx.evaluator.native_is_hard(distilled, config.archs)
+        track_set = track_sets.get(track, distilled)
+        reuse = (
+            track == "native"
+            and "hard" in evaluation
+            and ctx.evaluator.native_is_hard(track_set, config.archs)
+            and track_set is distilled
+        )
         if reuse:
             # Nothing native to use: the native recipe is the hard one, so the numbers are too.
             evaluation[track] = dict(evaluation["hard"], track="native", same_as="hard")
             continue
         with clock.stage("evaluate"):
             result = ctx.evaluator.evaluate(
-                distilled, config.archs, track, config.repetitions, seed=cell.seed, split="test"
+                track_set, config.archs, track, config.repetitions, seed=cell.seed, split="test"
             )
         evaluation[track] = result.to_dict()
         if track == "native" and config.random_baseline:
             with clock.stage("random baseline"):
-                baseline = native_random_baseline(ctx, distilled, config.archs, config.repetitions, cell.seed)
+                baseline = native_random_baseline(ctx, track_set, config.archs, config.repetitions, cell.seed)
             if baseline is not None:
                 evaluation[track]["random_baseline"] = baseline.to_dict()
+        if track == "hard" and ctx.initial is not None:
+            # The method's own iteration-0 set, trained and scored exactly as the cell (same seeds): the
+            # paired gain the report gives is the difference, seed by seed.
+            with clock.stage("evaluate"):
+                initial = ctx.evaluator.evaluate(
+                    ctx.initial, "source", "hard", config.repetitions, seed=cell.seed, split="test"
+                )
+            evaluation[track]["initial"] = initial.to_dict()
     iterations = stats.iterations
     return ResultRecord(
         method=cell.method,
@@ -128,6 +154,7 @@ def run_cell(
         storage_bytes=distilled.storage_bytes,
         distilled_set=str(set_path),
         ablation=ablation,
+        tuning=method.tuning.provenance() if method.tuning is not None else None,
         stages_s=stage_delta(clock, before),
     ).to_dict()
 
@@ -253,9 +280,12 @@ def extend_cell(
                 f"{job.path}'s {track} seeds {source['seeds']} are not the ones this version gives seed "
                 f"{job.cell.seed}: delete it to re-run the cell, or run with --archs source."
             )
+        track_set = distilled
+        if job.track_set_file(track) != job.set_file:
+            track_set = DistilledSet.load(job.track_set_file(track))
         with clock.stage("evaluate"):
             new = ctx.evaluator.evaluate(
-                distilled, "all", track, reps, seed=job.cell.seed, split="test", pairs=pairs
+                track_set, "all", track, reps, seed=job.cell.seed, split="test", pairs=pairs
             )
         recorded = (entry.get("extras_used"), entry.get("recipe"))
         if _jsonable((new.extras_used, new.recipe)) != _jsonable(recorded):

@@ -55,6 +55,8 @@ class RunConfig:
     # (distil and evaluate every pair) instead of failing; its result is replaced only once the new one
     # is written, so a failed re-run keeps it.
     redistill: bool = False
+    # Tuned values (`mdd-bench tune`): "packaged" (the protocol's own file, if any), "none", or a path.
+    tuned: str = "packaged"
 
     def validate(self) -> RunConfig:
         """Every option alone and in combination; raises the first problem as one line."""
@@ -83,6 +85,11 @@ class RunConfig:
             raise MddError(
                 "--redistill-missing-sets only acts with --archs all (a cell re-run to reach every "
                 "encoder pair); add --archs all or drop the flag."
+            )
+        if self.tuned not in ("packaged", "none") and not Path(self.tuned).is_file():
+            raise MddError(
+                f"--tuned {self.tuned}: no such file. Pass a tuned.toml that `mdd-bench tune` wrote, "
+                "packaged, or none."
             )
         strangers = sorted(set(self.overrides) - set(self.methods))
         if strangers:

@@ -92,6 +92,6 @@ def _run(
         ctx = DistillContext(job.protocol, dataset, seed=cell.seed, device=config.device, progress=progress)
         return extend_cell(job, config, ctx, clock)
     overrides = {**config.overrides.get(cell.method, {}), **job.overrides}
-    method = job.method_cls.for_protocol(job.protocol, overrides, cell.budget)
+    method = job.method_cls.for_protocol(job.protocol, overrides, cell.budget, config.tuned)
     ctx = DistillContext(job.protocol, dataset, seed=cell.seed, device=config.device, progress=progress)
     return run_cell(method, cell, job.protocol, config, ctx, job.path, job.ablation, clock)

@@ -10,7 +10,6 @@ filesystem every node sees (`MDD_BENCH_HOME`), and its file locks make a second 
 
 from __future__ import annotations
 
-import os
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from mdd_bench.cluster import connect_ray
 from mdd_bench.errors import MddError
 from mdd_bench.locks import try_cell_lock
 from mdd_bench.run.config import EXECUTORS
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 
 # Environment the Ray workers need to find the same caches and work offline like the driver.
-FORWARDED_ENV = ("MDD_BENCH_HOME", "MDD_BENCH_DATA", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME")
 
 
 @dataclass
@@ -244,32 +243,7 @@ class RayExecutor:
 
     def _init(self, config: RunConfig, progress: bool) -> bool:
         """Connect to (or start) Ray; True when this run started it and must shut it down."""
-        try:
-            import ray
-        except ImportError:
-            raise MddError("--executor ray needs Ray: pip install 'mdd-bench[ray]'.") from None
-        if ray.is_initialized():
-            return False
-        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-        from mdd_bench.cache import default_data_root, home
-
-        # Workers resolve the caches exactly as the driver does (on a cluster: a shared filesystem).
-        env["MDD_BENCH_HOME"] = str(home().resolve())
-        env["MDD_BENCH_DATA"] = str(default_data_root().resolve())
-        kwargs: dict[str, Any] = {
-            "runtime_env": {"env_vars": env},
-            "log_to_driver": progress,
-            "include_dashboard": False,
-            "logging_level": "ERROR",
-        }
-        if self.address is None and config.ray_cpus:
-            kwargs["num_cpus"] = config.ray_cpus
-        try:
-            ray.init(address=self.address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = self.address or "a local Ray"
-            raise MddError(f"Could not start or join Ray at {where} ({exc}). Check --address.") from None
-        return True
+        return connect_ray(self.address, config.ray_cpus, progress)
 
     def run(
         self,

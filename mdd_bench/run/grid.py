@@ -35,8 +35,7 @@ def plan_grid(protocol: Protocol, config: RunConfig, log=print) -> list[CellJob]
     for dataset_name in config.datasets:
         proto = protocol.with_dataset(dataset_name)
         for budget in config.budgets:
-            for name, cls in classes.items():
-                cls.for_protocol(proto, config.overrides.get(name), budget)
+            check_equal_tuning(proto, budget, classes, config)
             for seed in config.seeds:
                 for name, cls in classes.items():
                     if cls.deterministic and seed != config.seeds[0]:
@@ -44,6 +43,25 @@ def plan_grid(protocol: Protocol, config: RunConfig, log=print) -> list[CellJob]
                     cell = Cell(name, dataset_name, budget, seed)
                     jobs.append(CellJob(cell, proto, cls, cell.path(config.out, proto)))
     return jobs
+
+
+def check_equal_tuning(proto: Protocol, budget: int, classes: dict[str, type], config: RunConfig) -> None:
+    """Resolve every method's settings for the budget (a bad `--set` fails here), and refuse a grid where
+    some methods with a search space run tuned and others untuned: their tuning budgets would differ."""
+    tunable, tuned = [], []
+    for name, cls in classes.items():
+        method = cls.for_protocol(proto, config.overrides.get(name), budget, config.tuned)
+        if cls.search_space_for(proto):
+            tunable.append(name)
+            if method.tuning is not None:
+                tuned.append(name)
+    if tuned and len(tuned) != len(tunable):
+        untuned = [n for n in tunable if n not in tuned]
+        raise MddError(
+            f"At {proto.data.dataset} budget {budget}, {', '.join(tuned)} run with tuned values and "
+            f"{', '.join(untuned)} without, so their tuning budgets differ. Tune them (mdd-bench tune "
+            f"--methods {','.join(untuned)} --budgets {budget}) or run every method untuned (--tuned none)."
+        )
 
 
 def grid_methods(config: RunConfig, log=print) -> list[str]:

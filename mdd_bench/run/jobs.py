@@ -70,6 +70,12 @@ class CellJob:
         """The saved set's JSON sidecar (provenance, extras' metadata)."""
         return self.set_base.with_name(self.set_base.name + ".json")
 
+    def track_set_file(self, track: str) -> Path:
+        """The set a track was evaluated on: the track's own (`<stem>.<track>`, saved when its val chose
+        another iteration than hard's), else the cell's set."""
+        own = self.set_base.with_name(f"{self.set_base.name}.{track}.safetensors")
+        return own if track != "hard" and own.is_file() else self.set_file
+
     @property
     def has_saved_set(self) -> bool:
         """Both files of the saved set are there, so the cell can be extended from it."""

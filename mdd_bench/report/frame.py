@@ -24,6 +24,17 @@ A cell whose hard track carries its method's iteration-0 set (`evaluation.hard.i
 scored with the cell's own evaluation seeds) gets two hard-track rows on the source pair (metrics in
 INITIAL_METRICS, percent): `initial_mean`, that set's mean recall, and `initial_gain`, the cell's mean
 recall minus it (the paired difference of this seed; `rep_std` over the repetitions paired by seed).
+
+Two more kinds of per-cell rows share the cost's track "-" (once per cell, on the source encoders), and
+only results that record them get them, so older result files give the frame they always gave:
+- run length (RUN_METRICS), for a method that ran the distillation loop (`distill.extra.stop`):
+  `max_iterations` (the protocol's), `plateau` (1 when it stopped on the plateau rule, else 0) and
+  `still_rising` (1 when it reached the maximum without a plateau, so its val curve may still rise).
+- tuning (TUNING_METRICS), for a result that records its `tuning` key: `tuned` (1 when its settings
+  came from a `mdd-bench tune` entry, else 0); a tuned one adds that entry's provenance `tuning_trials`,
+  `tuning_complete`, `tuning_pruned`, `tuning_failed`, `tuning_cpu_hours`, `tuning_wall_hours`,
+  `tuning_best_val` and `tuning_trial` (the chosen trial's number); an untuned coreset (family
+  "coreset": nothing to tune) adds `tuning_trials` = 0, what `mdd-bench tune` gives such a method.
 """
 
 from __future__ import annotations
@@ -54,6 +65,20 @@ TIMING_METRICS = (
 TIMING_TRACK = "-"
 SCORE_METRICS = scores.SCORE_METRICS
 INITIAL_METRICS = ("initial_mean", "initial_gain")
+RUN_METRICS = ("max_iterations", "plateau", "still_rising")
+# metric -> the key of `tuned.TunedEntry.provenance()` it holds
+TUNING_FIELDS = {
+    "tuning_trials": "trials",
+    "tuning_complete": "complete",
+    "tuning_pruned": "pruned",
+    "tuning_failed": "failed",
+    "tuning_cpu_hours": "cpu_hours",
+    "tuning_wall_hours": "wall_hours",
+    "tuning_best_val": "best_val",
+    "tuning_trial": "trial",
+}
+TUNING_METRICS = ("tuned", *TUNING_FIELDS)
+CORESET_FAMILY = "coreset"
 COLUMNS = (
     "protocol",
     "dataset",
@@ -152,7 +177,44 @@ def flatten(result: dict[str, Any], file: str) -> list[dict[str, Any]]:
             value = cost.get(metric)
             value = math.nan if value is None else float(value)
             rows.append({**base, **pair, "metric": metric, "value": value, "rep_std": math.nan})
+    rows += cell_rows(result, base)
     return rows
+
+
+def _number(value: Any) -> float:
+    """A recorded number as a float; None, a bool or anything else not a number: NaN."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    return float(value)
+
+
+def cell_rows(result: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run-length and tuning rows of one cell (track "-", source encoders); none for what the result
+    does not record (see the module docstring)."""
+    values: dict[str, float] = {}
+    distill = result.get("distill")
+    extra = distill.get("extra") if isinstance(distill, dict) else None
+    if isinstance(extra, dict) and "stop" in extra:
+        stop = extra["stop"]
+        values["max_iterations"] = _number(extra.get("max_iterations"))
+        values["plateau"] = float(stop == "plateau")
+        values["still_rising"] = float(bool(extra.get("still_rising", stop == "max_iterations")))
+    if "tuning" in result:
+        tuning = result["tuning"]
+        values["tuned"] = float(isinstance(tuning, dict))
+        if isinstance(tuning, dict):
+            values.update({metric: _number(tuning.get(key)) for metric, key in TUNING_FIELDS.items()})
+        elif result.get("family") == CORESET_FAMILY:
+            values["tuning_trials"] = 0.0
+    if not values:
+        return []
+    image, text = _source_pair(result)
+    pair = {"track": TIMING_TRACK, "image_encoder": image, "text_encoder": text, "source": True,
+            "extras": "", "repetitions": 0}  # fmt: skip
+    return [
+        {**base, **pair, "metric": metric, "value": value, "rep_std": math.nan}
+        for metric, value in values.items()
+    ]
 
 
 def initial_rows(result: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ the indices of its result files for provenance.
 
 from __future__ import annotations
 
+import math
 from html import escape
 from itertools import groupby
 
@@ -56,14 +57,17 @@ def _value_cell(cell: Cell, where: str, source_ids: dict[str, int]) -> str:
     if cell.missing:
         return f'<td class="num missing">{MISSING}</td>'
     ids = " ".join(str(source_ids[f]) for f in cell.sources if f in source_ids)
-    attrs = f' data-v="{float(cell.mean or 0.0)!r}"'
+    # A text ("2/3", "untuned") sorts by its number when it has one, else last, like a missing number.
+    sortable = cell.text is None or (cell.mean is not None and not math.isnan(cell.mean))
+    attrs = f' data-v="{float(cell.mean or 0.0)!r}"' if sortable else ""
     if ids:
         n = len(cell.sources)
         attrs += (
             f' data-src="{ids}" data-where="{escape(where)}" tabindex="0"'
             f' title="{n} result file{"s" if n != 1 else ""}: click for protocol, seeds, versions"'
         )
-    return f'<td class="num"{attrs}>{_number(cell)}</td>'
+    shown = escape(cell.plain()) if cell.text is not None else _number(cell)
+    return f'<td class="num"{attrs}>{shown}</td>'
 
 
 def table_html(table: Table, source_ids: dict[str, int]) -> str:

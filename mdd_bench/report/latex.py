@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mdd_bench.report.layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, SOURCE, TIED, Cell, Table
+from mdd_bench.report.layout import (
+    DETERMINISTIC,
+    EXTRAS,
+    FEWER_SEEDS,
+    SOURCE,
+    STILL_RISING,
+    TIED,
+    Cell,
+    Table,
+)
 
 WIDE = 10  # tables with more number columns than this are scaled to \linewidth
 SPECIAL = {
@@ -35,6 +44,7 @@ UNICODE = {
     FEWER_SEEDS: r"$^{\ddagger}$",
     TIED: r"$^{\approx}$",
     DETERMINISTIC: r"\textsuperscript{\S}",
+    STILL_RISING: r"$^{\nearrow}$",
     "✓": r"$\surd$",
     "✗": r"$\times$",
 }

@@ -15,11 +15,13 @@ EXTRAS = "†"
 FEWER_SEEDS = "‡"
 TIED = "≈"  # tied for best: the best is not outside the runner-up's 95% interval
 DETERMINISTIC = "§"  # a deterministic method: one distillation seed, spread over evaluation repetitions
+STILL_RISING = "↗"  # a method's val curve was still rising at the maximum iterations in some seed
 
 
 @dataclass(frozen=True)
 class Cell:
-    """A label (text) or a number; a number of None or NaN is a missing cell, shown as MISSING."""
+    """A label (text) or a number; a number of None or NaN is a missing cell, shown as MISSING. A text in
+    a number column ("2/3", "untuned") is shown as it is; its `mean`, if any, is what the page sorts by."""
 
     text: str | None = None
     mean: float | None = None
@@ -119,7 +121,7 @@ class Table:
                 if text:
                     current[i] = text
                     current[i + 1 :] = [""] * (self.labels - i - 1)
-            shown = [c.rstrip(SOURCE + EXTRAS + FEWER_SEEDS + DETERMINISTIC) for c in current]
+            shown = [c.rstrip(SOURCE + EXTRAS + FEWER_SEEDS + DETERMINISTIC + STILL_RISING) for c in current]
             if tuple(shown[: len(labels)]) == labels:
                 return row
         raise KeyError(f"no row {labels} in {self.name}")

@@ -18,6 +18,11 @@ and the full-data upper bound).
 The gain table gives each iterative method's gain over its own iteration-0 set (hard track, source
 encoders, the same evaluation seeds): the paired difference per distillation seed, its mean over seeds
 with the 95% t-interval of that mean, when the results carry the initial set.
+
+The run-length table gives each iterative method's stop (the distillation loop's rule, the same for
+every method): iterations run, the chosen iteration, and how many seeds stopped on the plateau or were
+still rising at the maximum (marked ↗, here and on the method's label in the retrieval table). The
+tuning table gives the `mdd-bench tune` entry behind each cell's settings, or says it ran untuned.
 """
 
 from __future__ import annotations
@@ -30,8 +35,23 @@ import pandas as pd
 
 from mdd_bench.evaluation.metrics import METRICS
 from mdd_bench.record import FULL_DATA
-from mdd_bench.report.frame import INITIAL_METRICS, SCORE_METRICS, TIMING_TRACK
-from mdd_bench.report.layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, SOURCE, TIED, Cell, Table
+from mdd_bench.report.frame import (
+    INITIAL_METRICS,
+    RUN_METRICS,
+    SCORE_METRICS,
+    TIMING_TRACK,
+    TUNING_METRICS,
+)
+from mdd_bench.report.layout import (
+    DETERMINISTIC,
+    EXTRAS,
+    FEWER_SEEDS,
+    SOURCE,
+    STILL_RISING,
+    TIED,
+    Cell,
+    Table,
+)
 from mdd_bench.report.lineage import Lineage, description
 from mdd_bench.report.names import dataset_name, method_name, ordered_datasets, ordered_methods
 
@@ -187,8 +207,10 @@ def _extras_by_method(df: pd.DataFrame) -> dict[str, str]:
     return {m: ", ".join(sorted(e)) for m, e in used.items() if e}
 
 
-def _method_label(method: str, extras: dict[str, str]) -> Cell:
-    return Cell(text=method_name(method), marks=EXTRAS if method in extras else "")
+def _method_label(method: str, extras: dict[str, str], rising: bool = False) -> Cell:
+    return Cell(
+        text=method_name(method), marks=(EXTRAS if method in extras else "") + (STILL_RISING * rising)
+    )
 
 
 def _notes(table: Table, extras: dict[str, str], n_max: int, spread: bool = True) -> None:
@@ -204,6 +226,12 @@ def _notes(table: Table, extras: dict[str, str], n_max: int, spread: bool = True
     if TIED in marks:
         table.notes.append(
             f"{TIED} Tied for best: the best mean is not above the runner-up's 95% interval, so none is bold."
+        )
+    if STILL_RISING in marks:
+        see = "" if table.name == "run_length" else " (see the run length table)"
+        table.notes.append(
+            f"{STILL_RISING} The val curve was still rising at the maximum iterations in at least one seed: "
+            f"a longer run might score higher{see}."
         )
 
 
@@ -236,6 +264,7 @@ def retrieval_table(frame: pd.DataFrame, track: str, interval: str = "std") -> T
     n_max = max((s.n for s in stats.values()), default=0)
     n_full = max((s.n for s in full.values()), default=0)
     extras = _extras_by_method(df)
+    rising = _still_rising(frame)
     protocol = frame["protocol"].iloc[0]
     image, text = _source_pair(df)
     caption = (
@@ -256,7 +285,8 @@ def retrieval_table(frame: pd.DataFrame, track: str, interval: str = "std") -> T
     for budget in budgets:
         first = len(table.rows)
         for i, method in enumerate(methods):
-            row = [Cell(text=str(budget) if i == 0 else ""), _method_label(method, extras)]
+            label = _method_label(method, extras, any((d, budget, method) in rising for d in datasets))
+            row = [Cell(text=str(budget) if i == 0 else ""), label]
             row += [
                 _cell(
                     stats.get((d, budget, method, m)),
@@ -399,6 +429,179 @@ def initial_gain_table(frame: pd.DataFrame) -> Table | None:
                 row.append(Cell(mean=float(gain.n), digits=0, sources=used))
                 row.append(_cell(start, 0, spread=False, sources=used))
             table.add_row(row, new_group=k == 0)
+    return table
+
+
+# --------------------------------------------------------------------------------------------- run length
+
+
+def _still_rising(frame: pd.DataFrame) -> set[tuple[str, int, str]]:
+    """(dataset, budget, method) of the main grid with a seed that was still rising at the maximum."""
+    df = _main(frame)
+    df = df[(df["track"] == TIMING_TRACK) & (df["metric"] == "still_rising") & (df["value"] > 0)]
+    return set(zip(df["dataset"], df["budget"], df["method"], strict=True))
+
+
+def _median_cell(values: np.ndarray, sources: tuple[str, ...]) -> Cell:
+    """The median of whole numbers, shown whole (a half from an even count of seeds keeps its .5)."""
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return Cell(mean=math.nan)
+    median = float(np.median(values))
+    return Cell(mean=median, digits=0 if median.is_integer() else 1, thousands=True, sources=sources)
+
+
+def _count_cell(flags: np.ndarray, sources: tuple[str, ...]) -> Cell:
+    """k/n: how many of the n seeds carry the flag (sorted on the page by the fraction)."""
+    k, n = int(np.sum(flags > 0)), len(flags)
+    return Cell(text=f"{k}/{n}", mean=k / n, sources=sources)
+
+
+def run_length_table(frame: pd.DataFrame) -> Table | None:
+    """Rows dataset, budget x method (cells whose results say how the distillation loop stopped), columns
+    Seeds, Iterations (median over seeds of the iterations run), Best iteration (median of the hard
+    track's chosen iteration), Max iterations (the protocol's), Plateau and Still rising (k/n seeds);
+    main grid. None when no result records its stop (coresets, result files from before the rule)."""
+    df = _main(frame)
+    df = df[(df["track"] == TIMING_TRACK) & (df["method"] != FULL_DATA)]
+    stopped = df[df["metric"] == "plateau"][["dataset", "budget", "method", "seed"]]
+    if stopped.empty:
+        return None
+    df = df.merge(stopped, on=["dataset", "budget", "method", "seed"])  # only seeds that record their stop
+    wide = df.pivot_table(
+        index=["dataset", "budget", "method", "seed"], columns="metric", values="value", aggfunc="first"
+    )
+    for metric in ("iterations", "iters_to_best", *RUN_METRICS):
+        if metric not in wide:
+            wide[metric] = math.nan
+    groups = {key: g for key, g in wide.groupby(level=["dataset", "budget", "method"])}
+    files = _files(df, ["dataset", "budget", "method"])
+    methods, budgets, datasets = _grid(frame)
+    columns = [("Dataset",), ("Pairs",), ("Method",), ("Seeds",), ("Iterations",), ("Best iteration",),
+               ("Max iterations",), ("Plateau",), ("Still rising",)]  # fmt: skip
+    caption = (
+        "Run length of each iterative method under the protocol's one stopping rule ([distill]: val checks "
+        "every eval_every iterations; a stop once no track has improved for patience checks, else at "
+        "max_iterations). Seeds = distillation seeds; Iterations = median over seeds of the iterations run; "
+        "Best iteration = median over seeds of the hard track's chosen iteration; Max iterations = the "
+        "protocol's maximum; Plateau = seeds that stopped on the plateau rule / seeds; Still rising = seeds "
+        "that reached the maximum without a plateau / seeds. "
+        f"Protocol {frame['protocol'].iloc[0]}, main grid; coresets run no iterations and have no row."
+    )
+    table = Table("run_length", "Run length", caption, columns, labels=3)
+    for dataset in datasets:
+        for b, budget in enumerate(budgets):
+            shown = [m for m in methods if (dataset, budget, m) in groups]
+            for k, method in enumerate(shown):
+                g, used = groups[(dataset, budget, method)], files.get((dataset, budget, method), ())
+                rising = g["still_rising"].to_numpy(dtype=float)
+                row = [
+                    Cell(text=dataset_name(dataset) if b == 0 and k == 0 else ""),
+                    Cell(text=str(budget) if k == 0 else ""),
+                    _method_label(method, {}, bool(np.nansum(rising) > 0)),
+                    Cell(mean=float(len(g)), digits=0, sources=used),
+                    _median_cell(g["iterations"].to_numpy(dtype=float), used),
+                    _median_cell(g["iters_to_best"].to_numpy(dtype=float), used),
+                    _median_cell(g["max_iterations"].to_numpy(dtype=float), used),
+                    _count_cell(g["plateau"].to_numpy(dtype=float), used),
+                    _count_cell(np.nan_to_num(rising), used),
+                ]
+                table.add_row(row, new_group=k == 0)
+    _notes(table, {}, 0)
+    return table
+
+
+# ----------------------------------------------------------------------------------------------- tuning
+
+UNTUNED = "untuned"
+NOTHING_TO_TUNE = "0 (nothing to tune)"
+NOT_RECORDED = "not recorded"
+# (metric, header, digits) of a tuned cell's provenance
+TUNING_COLUMNS = (
+    ("tuning_trials", "Trials", 0),
+    ("tuning_complete", "Complete", 0),
+    ("tuning_pruned", "Pruned", 0),
+    ("tuning_failed", "Failed", 0),
+    ("tuning_cpu_hours", "CPU hours", 2),
+    ("tuning_best_val", "Best val", 1),
+    ("tuning_trial", "Trial", 0),
+)
+
+
+def _tuning_of_seed(values: dict[str, float]) -> tuple[float | None, ...]:
+    """What one seed records about its tuning, comparable across seeds (NaN and absent read None)."""
+    return tuple(None if math.isnan(values.get(m, math.nan)) else values[m] for m in TUNING_METRICS)
+
+
+def tuning_table(frame: pd.DataFrame) -> Table | None:
+    """Rows dataset, budget x method (every cell of the main grid but the full data), columns the tuning
+    provenance of its settings: Trials, Complete, Pruned, Failed, CPU hours, Best val, Trial. A method
+    that ran with its defaults reads `untuned`, a coreset `0 (nothing to tune)`, a result from before
+    results recorded their tuning `not recorded`. None when no result of the grid was tuned."""
+    main = _main(frame)
+    main = main[main["method"] != FULL_DATA]
+    df = main[(main["track"] == TIMING_TRACK) & main["metric"].isin(TUNING_METRICS)]
+    if not (df["metric"].eq("tuned") & df["value"].gt(0)).any():
+        return None
+    keys = ["dataset", "budget", "method"]
+    per_seed: dict[tuple, dict[int, dict[str, float]]] = {}
+    for d, b, m, seed, metric, value in zip(
+        df["dataset"], df["budget"], df["method"], df["seed"], df["metric"], df["value"], strict=True
+    ):
+        per_seed.setdefault((d, b, m), {}).setdefault(int(seed), {})[metric] = float(value)
+    files = _files(main, keys)
+    for (d, b, m), g in main.groupby(keys, sort=False):  # a seed that records nothing counts too
+        for seed in set(g["seed"]):
+            per_seed.setdefault((d, b, m), {}).setdefault(int(seed), {})
+    methods, budgets, datasets = _grid(frame)
+    columns = [("Dataset",), ("Pairs",), ("Method",), *((header,) for _, header, _ in TUNING_COLUMNS)]
+    table = Table("tuning", "Tuning", "", columns, labels=3)
+    trials: set[int] = set()
+    disagree: list[str] = []
+    for dataset in datasets:
+        for b, budget in enumerate(budgets):
+            shown = [m for m in methods if (dataset, budget, m) in files]
+            for k, method in enumerate(shown):
+                used = files[(dataset, budget, method)]
+                seeds = per_seed.get((dataset, budget, method), {})
+                if len({_tuning_of_seed(v) for v in seeds.values()}) > 1:
+                    disagree.append(f"{dataset_name(dataset)} {budget} {method_name(method)}")
+                first = seeds[min(seeds)] if seeds else {}  # the lowest seed's
+                row = [
+                    Cell(text=dataset_name(dataset) if b == 0 and k == 0 else ""),
+                    Cell(text=str(budget) if k == 0 else ""),
+                    Cell(text=method_name(method)),
+                ]
+                blank = [Cell(mean=math.nan)] * (len(TUNING_COLUMNS) - 1)
+                if first.get("tuned", 0.0) > 0:
+                    row += [
+                        Cell(mean=first.get(metric, math.nan), digits=digits, sources=used)
+                        for metric, _, digits in TUNING_COLUMNS
+                    ]
+                    if not math.isnan(first.get("tuning_trials", math.nan)):
+                        trials.add(int(first["tuning_trials"]))
+                elif first.get("tuning_trials") == 0.0:
+                    row += [Cell(text=NOTHING_TO_TUNE, mean=0.0, sources=used), *blank]
+                elif "tuned" in first:
+                    row += [Cell(text=UNTUNED, sources=used), *blank]
+                else:
+                    row += [Cell(text=NOT_RECORDED, sources=used), *blank]
+                table.add_row(row, new_group=k == 0)
+    counts = f": {', '.join(map(str, sorted(trials)))} here" if trials else ""
+    table.caption = (
+        f"Tuning behind each cell's settings (`mdd-bench tune`; protocol {frame['protocol'].iloc[0]}, main "
+        "grid). Trials = the study's counted trials (Complete + Pruned + Failed); the protocol fixes the "
+        f"count ([tuning] trials), the same for every method{counts}. CPU hours = the study's "
+        "CPU time; Best val = the chosen trial's objective, the val mean recall (%) of the protocol's "
+        "[tuning] objective track (val split, never test); Trial = the chosen trial's number. untuned: "
+        "the method ran with its defaults; 0 (nothing to tune): a method with no search space (a coreset); "
+        "– none."
+    )
+    if disagree:
+        table.caption += (
+            f" Seeds tuned differently (different studies or trials), the lowest seed's shown: "
+            f"{'; '.join(disagree)}."
+        )
     return table
 
 
@@ -711,11 +914,14 @@ def build_tables(
         retrieval_table(frame, track, interval),
         cross_arch_table(frame, track),
         initial_gain_table(frame),
+        run_length_table(frame),
     ]
     compared = protocol_table(lineage.frame, lineage.protocols, track, interval) if lineage else None
+    tuning = tuning_table(frame)
     return (
         [t for t in tables if t is not None]
         + timing_tables(frame, baseline)
+        + ([tuning] if tuning is not None else [])
         + ablation_tables(frame, track, interval)
         + ([compared] if compared is not None else [])
     )

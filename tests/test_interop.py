@@ -76,6 +76,7 @@ def test_lors_low_rank_set_keeps_every_extra(tmp_path, protocol, dim):
     assert got.learned_lrs() == pytest.approx((0.05, 0.2))
     prov = got.provenance
     assert prov["eval_loss"] == "wbce" and prov["protocol"] == "smoke" and prov["budget"] == N
+    assert prov["eval_dsa"] is False  # LoRS's own evaluation has no DSA: its native track neither
     assert prov["imported"]["from"] == "lors" and len(prov["imported"]["sha256"]) == 64
     got.save(tmp_path / "set")
     again = DistilledSet.load(tmp_path / "set")
@@ -170,6 +171,7 @@ def test_mttvl_dict_and_images_labels_layouts(tmp_path, protocol, dim):
                 "syn_lr_txt": torch.tensor(0.1)}, tmp_path / "mtt.pt")  # fmt: skip
     got = import_set(tmp_path / "mtt.pt", "mtt-vl", protocol, dim)
     assert got.learned_lrs() == pytest.approx((0.3, 0.1)) and got.provenance["eval_loss"] == "infonce"
+    assert got.provenance["eval_dsa"] is False  # MTT-VL's evaluation has no DSA
     torch.save(images, tmp_path / "images_2000.pt")
     torch.save(texts, tmp_path / "labels_2000.pt")
     pair = import_set(tmp_path / "images_2000.pt", "mtt-vl", protocol, dim)

@@ -38,7 +38,8 @@ def import_cmd(path: Path, source: str, protocol: str, out: Path) -> None:
     click.echo(f"saved {saved} (+ .json)")
     command = f"mdd-bench eval {shlex.quote(str(out))} --protocol {shlex.quote(protocol)}"
     click.echo(f"\nevaluate it under the fair protocol:\n  {command}")
-    if distilled.extras or distilled.provenance.get("eval_loss", "infonce") != "infonce":
+    native = distilled.provenance.get("eval_loss", "infonce") != "infonce"
+    if distilled.extras or native or distilled.provenance.get("eval_dsa") is not None:
         click.echo(f"  {command} --track native    # with its own extras")
 
 

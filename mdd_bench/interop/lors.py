@@ -33,7 +33,7 @@ def read_lors(path: Path) -> ReferenceSet:
     sim_mat = as_tensor(raw["similarity_mat"], "similarity_mat", path).float()
     if tuple(sim_mat.shape) != (n, n):
         raise MddError(f"'{path}': similarity_mat is {tuple(sim_mat.shape)}, expected ({n}, {n}).")
-    ref = ReferenceSet(images, texts, eval_loss="wbce", found_keys=sorted(map(str, raw)))
+    ref = ReferenceSet(images, texts, eval_loss="wbce", eval_dsa=False, found_keys=sorted(map(str, raw)))
     ref.notes.append("native evaluation loss: WBCE, as LoRS's scripts evaluate (--loss_type WBCE)")
     ref.extras.update(_similarity(raw.get("similarity_params"), sim_mat, path, ref.notes))
     ref.extras.update(learned_lrs(raw, path, ref.notes))

@@ -21,7 +21,7 @@ from mdd_bench.interop.torchfile import as_tensor, load_pt, need_dict
 def read_mdm(path: Path) -> ReferenceSet:
     raw = need_dict(load_pt(path, "MDM set"), path, ("image", "text"), "mdm")
     images, texts = as_tensor(raw["image"], "image", path), as_tensor(raw["text"], "text", path)
-    ref = ReferenceSet(images, texts, found_keys=sorted(map(str, raw)))
+    ref = ReferenceSet(images, texts, eval_dsa=True, found_keys=sorted(map(str, raw)))
     if "similarity_mat" in raw:
         sim = as_tensor(raw["similarity_mat"], "similarity_mat", path).float()
         n = images.shape[0]

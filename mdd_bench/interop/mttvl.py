@@ -27,7 +27,7 @@ def read_mttvl(path: Path) -> ReferenceSet:
         return _from_pair(path, raw)
     raw = need_dict(raw, path, ("image", "text"), "mtt-vl")
     images, texts = as_tensor(raw["image"], "image", path), as_tensor(raw["text"], "text", path)
-    ref = ReferenceSet(images, texts, found_keys=sorted(map(str, raw)))
+    ref = ReferenceSet(images, texts, eval_dsa=False, found_keys=sorted(map(str, raw)))
     ref.extras.update(learned_lrs(raw, path, ref.notes))
     if "similarity_mat" in raw or "similarity_params" in raw:
         ref.notes.append("ignored a similarity in the file: MTT-VL learns none (use --from lors for it)")
@@ -42,7 +42,7 @@ def _from_pair(path: Path, images: torch.Tensor) -> ReferenceSet:
         )
     labels = path.with_name("labels_" + path.name[len("images_") :])
     texts = as_tensor(load_pt(labels, "MTT-VL text file"), "labels", labels)
-    ref = ReferenceSet(images.detach().cpu(), texts, found_keys=[path.name, labels.name])
+    ref = ReferenceSet(images.detach().cpu(), texts, eval_dsa=False, found_keys=[path.name, labels.name])
     ref.notes.append(
         "images_/labels_ layout: no learned step sizes; the native track uses the protocol's lrs"
     )

@@ -21,6 +21,8 @@ class ReferenceSet:
     texts: torch.Tensor  # [N, D] in the reference's text encoder space
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     eval_loss: str = "infonce"  # the loss the reference's own evaluation trains with (native track)
+    # Whether the reference's own evaluation applies DSA (native track); None: the protocol's recipe.
+    eval_dsa: bool | None = None
     notes: list[str] = field(default_factory=list)
     found_keys: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)

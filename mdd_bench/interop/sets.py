@@ -100,6 +100,7 @@ def to_protocol(
         "protocol": protocol.name,
         "protocol_hash": protocol.hash,
         "eval_loss": ref.eval_loss,
+        "eval_dsa": ref.eval_dsa,
         "imported": {
             "from": source,
             "file": str(path.resolve()),

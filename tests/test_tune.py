@@ -162,6 +162,10 @@ def test_a_nan_trial_is_recorded_as_failed_and_counts(planted, tmp_path):
     assert "the loss became nan" in failed[0].user_attrs["error"]
     entry = read_tuned(out / "tuned.toml").get("shapes", "planted", 10)
     assert entry.failed >= 2 and entry.trials == 6
+    # --status runs nothing and summarises what the studies hold.
+    status = CliRunner().invoke(cli, [*tune_args(proto, out), "--status"])
+    assert status.exit_code == 0, status.output
+    assert "shapes-planted-b10" in status.output and len(study_trials(out)) == len(trials)
 
 
 def test_sigkill_mid_study_then_rerun_finishes_without_repeating_a_finished_trial(
@@ -259,3 +263,25 @@ def test_a_grid_mixing_tuned_and_untuned_methods_is_refused(planted, tmp_path):
     assert result.exit_code != 0
     assert "tesla run with tuned values and mdm without" in result.output
     assert "--tuned none" in result.output
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_runs_trials_in_parallel_against_one_study(planted, tmp_path, monkeypatch, bench_home):
+    pytest.importorskip("ray")
+    import ray
+
+    # Ray's workers inherit the driver's environment: the plugin and the caches must be found there.
+    monkeypatch.setenv("PYTHONPATH", str(planted))
+    monkeypatch.setenv("MDD_BENCH_HOME", str(bench_home))
+    monkeypatch.setenv("PLANTED_SLEEP", "3")
+    proto, out = protocol_file(tmp_path, 4), tmp_path / "ray"
+    result = CliRunner().invoke(cli, [*tune_args(proto, out), "--executor", "ray", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert not ray.is_initialized()
+    trials = study_trials(out)
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3] and all(t.state.is_finished() for t in trials)
+    assert len({t.params["x"] for t in trials}) == 4  # each worker its own draw
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))  # overlap
+    assert read_tuned(out / "tuned.toml").get("shapes", "planted", 10).trials == 4

@@ -27,6 +27,8 @@ from mdd_bench.run.config import int_list
               show_default=True, help="Studies (journals), summary.json and tuned.toml go here.")  # fmt: skip
 @device_option
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--status", is_flag=True,
+              help="Run no trial: summarise OUT's studies (rewrite summary.json, tuned.toml).")  # fmt: skip
 def tune_cmd(
     methods: str,
     protocol: str,
@@ -40,6 +42,7 @@ def tune_cmd(
     out: Path,
     device: str,
     progress: bool,
+    status: bool,
 ) -> None:
     """Tune methods' hyper-parameters on val with equal trials; resumable (rerun the same command).
 
@@ -69,7 +72,7 @@ def tune_cmd(
         device=device,
         progress=progress,
     )
-    report = tune(proto, config, log=click.echo)
+    report = tune(proto, config, log=click.echo, run_trials=not status)
     from tabulate import tabulate
 
     rows = [

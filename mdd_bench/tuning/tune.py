@@ -68,7 +68,10 @@ def check_trials(protocol: Protocol, trials: int | None) -> int:
     return fixed
 
 
-def tune(protocol: Protocol, config: TuneConfig, log: Callable[[str], None] = print) -> TuneReport:
+def tune(
+    protocol: Protocol, config: TuneConfig, log: Callable[[str], None] = print, run_trials: bool = True
+) -> TuneReport:
+    """Run every study's owed trials (none with `run_trials=False`: a status), then summarise `config.out`."""
     trials = check_trials(protocol, config.trials)
     report = TuneReport()
     dataset_name = protocol.data.dataset
@@ -91,7 +94,7 @@ def tune(protocol: Protocol, config: TuneConfig, log: Callable[[str], None] = pr
                     cls,
                 )
             )  # fmt: skip
-    if studies:
+    if studies and run_trials:
         if config.executor == "ray":
             _tune_ray(studies, trials, config, log)
         elif config.executor == "local":

@@ -34,10 +34,11 @@ class FunctionalStudent:
         if layout is not None and own != {m: [[n, list(s)] for n, s in layout[m]] for m in MODALITIES}:
             raise MddError("The experts' parameter layout differs from this protocol's model. Retrain them.")
         self.entries = {m: [(n, torch.Size(s)) for n, s in own[m]] for m in MODALITIES}
+        self.sizes = {m: [s.numel() for _, s in self.entries[m]] for m in MODALITIES}
         self.temperature = float(getattr(model, "temperature", 0.07))
 
     def size(self, modality: str) -> int:
-        return sum(s.numel() for _, s in self.entries[modality])
+        return sum(self.sizes[modality])
 
     def initial(self) -> Flat:
         """The model's own parameters as flat vectors (detached copies)."""
@@ -47,18 +48,23 @@ class FunctionalStudent:
         }
 
     def params(self, theta: Flat) -> dict[str, torch.Tensor]:
-        """State-dict names -> views of the flat vectors (gradients flow back into the vectors)."""
+        """State-dict names -> views of the flat vectors (gradients flow back into the vectors).
+
+        One `split` per vector, not a slice per tensor: a slice's backward writes its gradient into a
+        zero vector of the whole flat size and autograd then sums one such vector per tensor, where the
+        split's backward concatenates the pieces once (the same values, no extra additions).
+        """
         out: dict[str, torch.Tensor] = {}
         for modality, entries in self.entries.items():
-            flat, offset = theta[modality], 0
+            flat = theta[modality]
             if flat.numel() != self.size(modality):
                 raise MddError(
                     f"A flat '{modality}' vector has {flat.numel()} values; "
                     f"the model needs {self.size(modality)}."
                 )
-            for name, shape in entries:
-                out[name] = flat[offset : offset + shape.numel()].view(shape)
-                offset += shape.numel()
+            pieces = torch.split(flat, self.sizes[modality])
+            for (name, shape), piece in zip(entries, pieces, strict=True):
+                out[name] = piece.view(shape)
         return out
 
     def encode(

@@ -150,6 +150,11 @@ class TrajectoryMatching(Method):
             match_loss_last10=float(np.mean(run.losses[-10:])) if run.losses else None,
             learned_lr_img=float(out.extras["lr_img"]),
             learned_lr_txt=float(out.extras["lr_txt"]),
+            # Each track's set is its own val's choice, with the step sizes of that iteration.
+            learned_lrs={
+                track: [float(chosen.extras["lr_img"]), float(chosen.extras["lr_txt"])]
+                for track, chosen in ctx.selected.items()
+            },
             per_modality_last10={
                 m: float(np.mean([p[m] for p in run.per_modality[-10:]])) for m in ("image", "text")
             }

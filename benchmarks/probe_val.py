@@ -1,10 +1,13 @@
 """Val-only exploration of a method's hyper-parameters (how the `cpu` defaults were chosen).
 
-Distils one cell and prints its val curve (the loop scores val every `eval_every` iterations, never
+Distils one cell and prints its val curve (the protocol's `[distill]` rule: val checks, never
 test), best val score, iterations to best and time per iteration as one JSON line; append the lines
 to a log and compare settings there.
 
     python benchmarks/probe_val.py lors 100 lr_img=100 lr_txt=100 seed=0 >> probe.jsonl
+
+Hand probes made the untuned `cpu` defaults; `mdd-bench tune` now chooses settings, with the same trials
+for every method. Use this script to look at one setting, not to choose one for a method alone.
 """
 
 from __future__ import annotations

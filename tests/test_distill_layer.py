@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import itertools
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mdd_bench.api import DistillStats
 from mdd_bench.artifacts.experts import ensure_experts
 from mdd_bench.data import load_dataset
 from mdd_bench.distill import (
-    DistillLoop,
     ExpertBank,
-    SyntheticSet,
     TeacherSampler,
     initial_pairs,
     kernel_energy,
@@ -176,55 +172,7 @@ def test_kmeans_distinct_even_with_duplicates_and_rejects_nan() -> None:
         kmeans_nearest(np.ones((3, 2), dtype=np.float32), 5, seed=0)
 
 
-# ------------------------------------------------------------------------------------------- loop
-
-
-class _FakeCtx:
-    def __init__(self, scores: list[float]) -> None:
-        self.scores = iter(scores)
-        self.stats = DistillStats()
-        self.seen: list[torch.Tensor] = []
-
-    def evaluate_on_val(self, distilled, track="hard", repetitions=1) -> float:
-        self.seen.append(distilled.images.clone())
-        return next(self.scores)
-
-    def progress(self, total, desc):
-        from contextlib import nullcontext
-
-        return nullcontext(SimpleNamespace(update=lambda n: None, set_postfix=lambda **k: None))
-
-
-def test_loop_keeps_best_val_state_and_records_stats() -> None:
-    syn = SyntheticSet(torch.zeros(3, 3, 2, 2), torch.zeros(3, 4), "cpu")
-    ctx = _FakeCtx([10.0, 12.0, 11.0, 15.0, 9.0])  # iterations 0, 2, 4, 6, 7
-
-    def step(it: int) -> torch.Tensor:
-        with torch.no_grad():
-            syn.images += 1
-        return torch.tensor(1.0)
-
-    out = DistillLoop(ctx, syn, iterations=7, eval_every=2).run(step)
-    assert torch.equal(out.images, torch.full((3, 3, 2, 2), 6.0))  # the state scored 15 at iteration 6
-    assert ctx.stats.iters_to_best == 6 and ctx.stats.iterations == 7
-    assert [it for it, _ in ctx.stats.extra["val_curve"]] == [0, 2, 4, 6, 7]
-    assert ctx.stats.time_per_iter_s is not None and out.provenance["best_iteration"] == 6
-
-
-def test_loop_returns_initial_set_when_nothing_helps_and_stops_on_nan() -> None:
-    syn = SyntheticSet(torch.zeros(2, 3, 2, 2), torch.zeros(2, 4), "cpu")
-    ctx = _FakeCtx([10.0, 5.0])
-
-    def step(it: int) -> torch.Tensor:
-        with torch.no_grad():
-            syn.texts += 1
-        return torch.tensor(0.5)
-
-    out = DistillLoop(ctx, syn, iterations=2, eval_every=2).run(step)
-    assert torch.equal(out.texts, torch.zeros(2, 4)) and ctx.stats.iters_to_best == 0
-    ctx = _FakeCtx([10.0, 5.0])
-    with pytest.raises(MddError, match="nan at iteration 1"):
-        DistillLoop(ctx, syn, iterations=2, eval_every=1).run(lambda it: torch.tensor(float("nan")))
+# The loop (val checks, per-track selection, plateau, re-score, NaN): tests/test_selection.py.
 
 
 # ------------------------------------------------------------------------------------------- teachers

@@ -95,7 +95,7 @@ def test_each_ablation_switch_changes_what_it_names(smoke) -> None:
     noise = _run(smoke, iterations=0, data_init="noise")
     assert noise[2]["init_indices"] is None and not torch.equal(noise[0], base[0])
     # model init: same initial set, different teachers -> different synthetic data after the steps
-    steps = {"iterations": 2, "eval_every": 2, "lr_img": 100.0}
+    steps = {"iterations": 2, "lr_img": 100.0}
     merged = _run(smoke, **steps)
     pre = _run(smoke, model_init="pretrained", **steps)
     assert merged[2]["init_indices"] == pre[2]["init_indices"]
@@ -144,7 +144,7 @@ def test_shared_variants_run_once(tmp_path) -> None:
     from mdd_bench.cli import cli
 
     out = tmp_path / "runs"
-    sets = ["--set", "mdm.iterations=1", "--set", "mdm.eval_every=1", "--repetitions", "1"]
+    sets = ["--set", "mdm.iterations=1", "--repetitions", "1"]
     main = CliRunner().invoke(
         cli, ["run", "--methods", "mdm", "--protocol", "smoke", "--budgets", "10", "--out", str(out), *sets]
     )
@@ -173,7 +173,7 @@ def test_a_failing_variant_is_recorded_and_the_others_finish(tmp_path, monkeypat
 
     out = tmp_path / "runs"
     args = ["ablate", "mdm", "--protocol", "smoke", "--groups", "loss", "--budget", "10", "--out", str(out),
-            "--set", "mdm.iterations=1", "--set", "mdm.eval_every=1", "--repetitions", "1"]  # fmt: skip
+            "--set", "mdm.iterations=1", "--repetitions", "1"]  # fmt: skip
     monkeypatch.setattr(MDM, "distill", broken_for_nce)
     first = CliRunner().invoke(cli, args)
     assert first.exit_code != 0 and "1 cell(s) failed: mdm/ablation-loss/L_NCE/b10-s0" in first.output

@@ -27,7 +27,7 @@ from mdd_bench.errors import MddError, did_you_mean
 from mdd_bench.models.dual import BACKBONE
 from mdd_bench.protocol import Protocol
 from mdd_bench.search_space import SearchSpace, check_space
-from mdd_bench.tuned import TunedEntry, resolve_tuned
+from mdd_bench.tuned import TunedEntry, check_entry, resolve_tuned
 
 # Shared artifacts a method may declare; the runner prepares them before timing the distillation.
 # `experts`: trajectories of the image encoder and text head; `head_experts`: of an image head and the
@@ -117,6 +117,7 @@ class Method:
         if tuned_file is not None:
             entry = tuned_file.get(protocol.data.dataset, cls.name, budget)
             if entry is not None:
+                check_entry(entry, protocol)
                 _check_keys(cls, entry.values, f"tuned values in {tuned_file.source}")
                 values.update(entry.values)
         overrides = overrides or {}

@@ -109,6 +109,24 @@ def parse_tuned(raw: dict[str, Any], name: str) -> TunedFile:
     return out
 
 
+def check_entry(entry: TunedEntry, protocol: Protocol) -> None:
+    """Tuned values apply along the protocol's lineage, as defaults do, and only to the protocol version
+    they were tuned under: values tuned under another version of the same protocol are an error."""
+    if not entry.protocol:
+        return
+    where = f"{entry.source} [{entry.dataset}.{entry.method}.{entry.budget}]"
+    if entry.protocol not in protocol.lineage:
+        raise MddError(
+            f"{where} was tuned under protocol '{entry.protocol}', which protocol '{protocol.name}' does not "
+            "inherit from. Tune under this protocol, or pass --tuned none."
+        )
+    if entry.protocol == protocol.name and entry.protocol_hash and entry.protocol_hash != protocol.hash:
+        raise MddError(
+            f"{where} was tuned under another version of protocol '{protocol.name}' (hash "
+            f"{entry.protocol_hash}, now {protocol.hash}). Tune again (mdd-bench tune) or pass --tuned none."
+        )
+
+
 def packaged_tuned(protocol: Protocol) -> TunedFile | None:
     """The packaged file of the nearest protocol in the lineage that has one."""
     folder = resources.files("mdd_bench") / "protocols" / TUNED_FOLDER

@@ -285,3 +285,31 @@ def test_ray_runs_trials_in_parallel_against_one_study(planted, tmp_path, monkey
     spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))  # overlap
     assert read_tuned(out / "tuned.toml").get("shapes", "planted", 10).trials == 4
+
+
+def test_tuned_values_apply_along_the_lineage_and_only_to_their_protocol_version(tmp_path):
+    from mdd_bench.tuned import TunedEntry, packaged_tuned, write_tuned
+
+    smoke, frozen = load_protocol("smoke"), load_protocol("smoke-frozen")
+    path = write_tuned(
+        tmp_path / "t.toml", [TunedEntry("shapes", "tesla", 10, {"lr_img": 3.0}, trials=4)], smoke
+    )
+    assert get_method("tesla").for_protocol(smoke, {}, 10, tuned=path).hparams.lr_img == 3.0
+    # a protocol inheriting from smoke takes them, as it takes smoke's defaults
+    assert get_method("tesla").for_protocol(frozen, {}, 10, tuned=path).tuning.protocol == "smoke"
+    with pytest.raises(MddError, match="tuned under protocol 'smoke', which protocol 'cpu' does not inherit"):
+        get_method("tesla").for_protocol(load_protocol("cpu").with_dataset("shapes"), {}, 10, tuned=path)
+    changed = tmp_path / "changed.toml"
+    changed.write_text('base = "smoke"\nname = "smoke"\n[distill]\npatience = 7\n')
+    with pytest.raises(MddError, match="tuned under another version of protocol 'smoke'"):
+        get_method("tesla").for_protocol(load_protocol(changed), {}, 10, tuned=path)
+    # every packaged tuned file is current: its protocol's hash, the protocol's trial count for everyone
+    for name in ("smoke", "cpu", "paper", "cpu-frozen"):
+        protocol = load_protocol(name)
+        packaged = packaged_tuned(protocol)
+        if packaged is None or not packaged.source.endswith(f"/{name}.toml"):
+            continue
+        for entry in packaged.entries.values():
+            assert entry.protocol_hash == protocol.hash, (name, entry.method, entry.budget)
+            assert entry.trials == protocol.tuning.trials, (name, entry.method, entry.budget)
+            assert entry.complete + entry.pruned + entry.failed == entry.trials

@@ -313,3 +313,27 @@ def test_tuned_values_apply_along_the_lineage_and_only_to_their_protocol_version
             assert entry.protocol_hash == protocol.hash, (name, entry.method, entry.budget)
             assert entry.trials == protocol.tuning.trials, (name, entry.method, entry.budget)
             assert entry.complete + entry.pruned + entry.failed == entry.trials
+
+
+def test_cells_finished_under_another_protocol_version_are_named(tmp_path):
+    out = tmp_path / "runs"
+    old = out / "smoke" / "shapes" / "random" / "b10-s0.json"
+    old.parent.mkdir(parents=True)
+    record = {"schema": 1, "method": "random", "dataset": "shapes", "protocol": "smoke", "budget": 10,
+              "seed": 0, "evaluation": {}, "protocol_hash": "0ld"}  # fmt: skip
+    old.write_text(json.dumps(record))
+    args = [
+        "run",
+        "--protocol",
+        "smoke",
+        "--methods",
+        "random",
+        "--budgets",
+        "10",
+        "--out",
+        str(out),
+        "--dry-run",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "note 1 finished cell(s) were made under another version of protocol 'smoke'" in result.output

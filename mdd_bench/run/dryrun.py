@@ -195,7 +195,8 @@ def evaluation_work(job: CellJob, config: RunConfig) -> tuple[int, int, int]:
 
 def describe_plan(protocol: Protocol, config: RunConfig) -> str:
     """The dry run's text: cells with their status, the artifacts, the estimate of the work."""
-    jobs = plan_grid(protocol, config, log=lambda _: None)
+    notes: list[str] = []
+    jobs = plan_grid(protocol, config, log=notes.append)
     extensions = {j: extension_job(j, config) for j in jobs}
     statuses = [cell_status(j, extensions[j]) for j in jobs]
     todo = [j for j, s in zip(jobs, statuses, strict=True) if s.startswith(("to run", "to re-run"))]
@@ -213,6 +214,7 @@ def describe_plan(protocol: Protocol, config: RunConfig) -> str:
     head += f" ({failed} failed before)" if failed else ""
     head += f", {elsewhere} running in another process" if elsewhere else ""
     lines.append(head)
+    lines += [n for n in notes if "another version of protocol" in n]
     rows = [
         [j.cell.method, j.cell.dataset, j.cell.budget, j.cell.seed, s]
         for j, s in zip(jobs, statuses, strict=True)

@@ -42,7 +42,24 @@ def plan_grid(protocol: Protocol, config: RunConfig, log=print) -> list[CellJob]
                         continue
                     cell = Cell(name, dataset_name, budget, seed)
                     jobs.append(CellJob(cell, proto, cls, cell.path(config.out, proto)))
+    older = [job for job in jobs if _older_version(job)]
+    if older:
+        log(
+            f"note {len(older)} finished cell(s) were made under another version of protocol "
+            f"'{protocol.name}' (e.g. {older[0].path}); they are kept, not re-run: run into a new --out to "
+            "make them under this version"
+        )
     return jobs
+
+
+def _older_version(job: CellJob) -> bool:
+    """A finished result whose protocol hash is not the job's (made under another rule or recipe)."""
+    if not job.path.is_file():
+        return False
+    try:
+        return read_result(job.path).get("protocol_hash") != job.protocol.hash
+    except MddError:
+        return False
 
 
 def check_equal_tuning(proto: Protocol, budget: int, classes: dict[str, type], config: RunConfig) -> None:

@@ -23,7 +23,9 @@ def executor_options(command):
     options = [
         click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                      help="local: cells in turn, in-process; ray: a Ray task per cell and artifact."),
-        click.option("--address", default=None, help="Ray cluster to join (e.g. auto, ray://host:10001)."),
+        click.option("--address", default=None,
+                     help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001; default: RAY_ADDRESS, "
+                          "else a new local Ray)."),
         click.option("--cpus-per-task", type=click.FloatRange(min=1), default=None,
                      help="CPUs and torch threads per task (ray default 1; local: torch's)."),
         click.option("--gpus-per-task", type=click.FloatRange(min=0), default=0.0, show_default=True,

@@ -20,7 +20,8 @@ from mdd_bench.run.config import int_list
 @click.option("--trials", type=click.IntRange(min=0), default=None,
               help="Must equal the protocol's [tuning] trials (the same for all); default: it.")  # fmt: skip
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
-@click.option("--address", default=None, help="Ray cluster address (default: start a local Ray).")
+@click.option("--address", default=None,
+              help="Ray cluster to join (default: RAY_ADDRESS, else a new local Ray).")  # fmt: skip
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Trials run at once under --executor ray.")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/tuning"),

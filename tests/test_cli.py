@@ -122,11 +122,11 @@ def test_missing_data_root(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     line = fails("data", "check", "--dataset", "flickr30k", "--protocol", "smoke", "--data-root", missing)
     assert f"Data root '{missing}' does not exist." in line and "--data-root DIR" in line
-    # a grid whose cells all fail for it says the cause once, on the terminal
+    # a grid stops on it before any cell starts (the pre-flight check), writing nothing
     out = tmp_path / "runs"
     grid = ["--protocol", "paper", "--dataset", "flickr30k", "--methods", "random", "--seeds", "0"]
     line = fails("run", *grid, "--data-root", missing, "--out", out, "--quiet")
-    assert "cell(s) failed" in line and f"first: MddError: Data root '{missing}' does not exist." in line
+    assert line.startswith(f"Error: Data root '{missing}' does not exist.") and not out.exists()
 
 
 def write_flickr30k(root: Path) -> None:

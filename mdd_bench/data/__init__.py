@@ -57,4 +57,30 @@ def load_dataset(
     return load_karpathy(name, root, resolution, decode=decode)
 
 
-__all__ = ["DATASETS", "PairDataset", "Split", "dataset_root", "list_datasets", "load_dataset"]
+def train_pairs(name: str, protocol: Protocol, data_root: str | Path | None = None) -> int | None:
+    """The training pairs (captions) of a dataset, counted without decoding or generating any image, so
+    a grid can refuse a budget it cannot fill before it starts.
+
+    `shapes`: from the protocol's sizes (the generator writes `CAPTIONS_PER_IMAGE` per image); a folder:
+    through its own loader, so a missing folder, annotation file or image folder raises the loader's
+    one-line error here; None for a hub dataset by name (counting it would download it).
+    """
+    if name == "shapes":
+        from mdd_bench.data.shapes import CAPTIONS_PER_IMAGE
+
+        return protocol.data.shapes.train * CAPTIONS_PER_IMAGE
+    hub = name[len(HUB_PREFIX) :] if name.startswith(HUB_PREFIX) else None
+    if hub is not None and not Path(hub).expanduser().exists() and not hub.startswith(("/", ".", "~")):
+        return None
+    return load_dataset(name, protocol, data_root, decode=False, progress=False).train.num_captions
+
+
+__all__ = [
+    "DATASETS",
+    "PairDataset",
+    "Split",
+    "dataset_root",
+    "list_datasets",
+    "load_dataset",
+    "train_pairs",
+]

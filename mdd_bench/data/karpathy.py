@@ -19,6 +19,7 @@ all the unreadable ones instead of failing on the first.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,9 +90,14 @@ def load_karpathy(name: str, data_root: Path, resolution: int, decode: bool = Tr
         what = (
             "Generate the shapes corpus there"
             if key == "shapes"
-            else f"Put the {spec.title} images and Karpathy annotations there"
+            else f"Put the {spec.title} images and Karpathy annotations ({_annotation_names(key)}) there"
         )
         raise MddError(f"Data root '{root}' does not exist. {what} or pass --data-root DIR.")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise MddError(
+            f"Data root '{root}' is not readable (permission denied). Fix its permissions or pass "
+            "--data-root DIR."
+        )
     layout, raw = read_annotations(key, root)
     folder = _image_folder(key, root, raw)
     splits = {s: _build_split(key, s, raw[s], folder, resolution, decode) for s in SPLITS}
@@ -128,7 +134,15 @@ def _missing_annotations(name: str, root: Path, blip_names: list[str]) -> str:
     wanted = ", ".join(blip_names) + " (BLIP layout)"
     if spec.karpathy:
         wanted += f" or {spec.karpathy} (Karpathy layout)"
-    return f"No {spec.title} annotations in {where}: looked for {wanted}."
+    fix = "Put them there or pass --data-root DIR."
+    return f"No {spec.title} annotations in {where}: looked for {wanted}. {fix}"
+
+
+def _annotation_names(name: str) -> str:
+    """The annotation files a user can put in the data root, for an error message."""
+    spec = DATASETS[name]
+    blip = spec.blip.format(split="{train,val,test}")
+    return f"{spec.karpathy} or {blip}" if spec.karpathy else blip
 
 
 def _non_empty(name: str, raw: dict[str, RawSplit], files: list[Path]) -> dict[str, RawSplit]:

@@ -222,6 +222,10 @@ def _background_phrase(scene: Scene, rng: np.random.Generator) -> str:
     return _pick(rng, ("on", "against", "over")) + " " + _pick(rng, BACKGROUNDS[scene.background])
 
 
+# Every image gets this many captions, so the train split's pairs are known before it is generated.
+CAPTIONS_PER_IMAGE = 5
+
+
 def write_captions(scene: Scene, rng: np.random.Generator) -> list[str]:
     """Five captions, each from a different family, so each mentions a different subset of the scene."""
     objs = list(scene.objects)
@@ -245,7 +249,7 @@ def write_captions(scene: Scene, rng: np.random.Generator) -> list[str]:
     else:
         counted = f"{COUNT_WORDS[n]} {'' if n == 1 else 'colored '}{noun}, {colours}"
     captions = [whole, located, related, on_bg, counted]
-    return [_grammar(_pick(rng, PREFIXES) + captions[i]) for i in rng.permutation(5)]
+    return [_grammar(_pick(rng, PREFIXES) + captions[i]) for i in rng.permutation(CAPTIONS_PER_IMAGE)]
 
 
 def _grammar(text: str) -> str:

@@ -283,10 +283,15 @@ class Evaluator:
 
 
 def check_budget(dataset: PairDataset, budget: int) -> None:
-    if budget > dataset.train.num_captions:
+    check_pairs(budget, dataset.train.num_captions, dataset.name)
+
+
+def check_pairs(budget: int, pairs: int, dataset: str) -> None:
+    """A budget a dataset's training pairs cannot fill (also asked before a grid starts)."""
+    if budget > pairs:
         raise MddError(
-            f"Budget {budget} is larger than the {dataset.train.num_captions} training pairs of "
-            f"{dataset.name}. Use a smaller --budgets value."
+            f"Budget {budget} is larger than the {pairs} training pairs of {dataset}. "
+            "Use a smaller --budgets value."
         )
 
 

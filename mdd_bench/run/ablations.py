@@ -18,6 +18,7 @@ from mdd_bench.run.config import Cell, RunConfig
 from mdd_bench.run.executors import make_executor
 from mdd_bench.run.grid import GridRun, for_workers
 from mdd_bench.run.jobs import CellJob
+from mdd_bench.run.preflight import preflight
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def run_ablations(
     start = time.perf_counter()
     config = for_workers(config)
     plan = plan_ablations(protocol, config, groups, log)  # its jobs are the variants not on disk
+    preflight(protocol, config, plan.jobs)
     report = make_executor(config).run(plan.jobs, [], config, log, progress)
     for path, source, ablation in plan.copies:
         if not path.exists() and source.exists():

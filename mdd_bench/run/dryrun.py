@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from mdd_bench.data.shapes import CAPTIONS_PER_IMAGE
 from mdd_bench.errors import MddError
 from mdd_bench.evaluation.evaluator import arch_grid
 from mdd_bench.evaluation.training import Recipe
@@ -25,8 +26,9 @@ from mdd_bench.run.cell import extension_job, missing_pairs
 from mdd_bench.run.config import RunConfig
 from mdd_bench.run.grid import plan_grid
 from mdd_bench.run.jobs import CellJob
+from mdd_bench.run.preflight import preflight
 
-CAPTIONS_PER_SHAPES_IMAGE = 5
+CAPTIONS_PER_SHAPES_IMAGE = CAPTIONS_PER_IMAGE
 
 
 @dataclass
@@ -214,6 +216,10 @@ def describe_plan(protocol: Protocol, config: RunConfig) -> str:
     head += f" ({failed} failed before)" if failed else ""
     head += f", {elsewhere} running in another process" if elsewhere else ""
     lines.append(head)
+    try:
+        preflight(protocol, config, [*todo, *extend])
+    except MddError as exc:  # what `mdd-bench run` would stop on: shown, not raised
+        lines.append(f"pre-flight: a run would stop before any cell starts: {exc}")
     lines += [n for n in notes if "another version of protocol" in n]
     rows = [
         [j.cell.method, j.cell.dataset, j.cell.budget, j.cell.seed, s]

@@ -18,6 +18,7 @@ from mdd_bench.run.config import Cell, RunConfig
 from mdd_bench.run.executors import make_executor
 from mdd_bench.run.full_data import publish_full_data
 from mdd_bench.run.jobs import BUSY, FAILED, CellJob, CellOutcome
+from mdd_bench.run.preflight import preflight
 
 
 def plan_grid(protocol: Protocol, config: RunConfig, log=print) -> list[CellJob]:
@@ -155,7 +156,8 @@ def execute_grid(protocol: Protocol, config: RunConfig, log=print, progress: boo
     """
     start = time.perf_counter()
     config = for_workers(config)
-    jobs = plan_grid(protocol, config, log)
+    planning: list[str] = []  # said once the pre-flight passes, so a refused grid prints its one line only
+    jobs = plan_grid(protocol, config, planning.append)
     pending = []
     for job in jobs:
         if not job.path.exists():
@@ -163,7 +165,10 @@ def execute_grid(protocol: Protocol, config: RunConfig, log=print, progress: boo
         elif (extension := extension_job(job, config)) is not None:
             pending.append(extension)
         else:
-            log(f"skip {job.label}: {job.path} exists")
+            planning.append(f"skip {job.label}: {job.path} exists")
+    preflight(protocol, config, pending)  # a missing dataset or weights: one line, before any cell starts
+    for line in planning:
+        log(line)
     upper = _upper_bound_protocols(protocol, config) if config.full_data_repetitions else []
     executor = make_executor(config)
     report = executor.run(pending, upper, config, log, progress)

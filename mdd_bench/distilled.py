@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mdd_bench.cache import atomic_write, atomic_write_json
-from mdd_bench.errors import MddError
+from mdd_bench.errors import MddError, cannot_write
 from mdd_bench.models.dual import BACKBONE
 
 # Optional tensors a method may ship (its "native" evaluation uses them):
@@ -88,9 +88,12 @@ class DistilledSet:
         tensors = {"images": self.images, "texts": self.texts, **self.extras}
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         tensor_path = _with_ext(base, ".safetensors")
-        atomic_write(tensor_path, lambda p: save_file(tensors, str(p)))
         sidecar = {"provenance": self.provenance, "extras": sorted(self.extras), "size": self.size}
-        atomic_write_json(_with_ext(base, ".json"), sidecar)
+        try:
+            atomic_write(tensor_path, lambda p: save_file(tensors, str(p)))
+            atomic_write_json(_with_ext(base, ".json"), sidecar)
+        except OSError as exc:
+            raise cannot_write(tensor_path, exc) from None
         return tensor_path
 
     @staticmethod
@@ -105,15 +108,29 @@ class DistilledSet:
 
     @classmethod
     def load(cls, path: str | Path) -> DistilledSet:
+        """The saved set at `path`; a file that is damaged, not a set or not one set is a one-line error
+        naming it (every reader of a stored set comes through here)."""
         base = _base(path)
         tensor_path, sidecar_path = cls.check_path(path)
+        fix = "Pass a set mdd-bench saved (run, import), whole, or make it again."
         try:
             tensors = load_file(str(tensor_path))
             sidecar = json.loads(sidecar_path.read_text())
-        except Exception as exc:  # safetensors, JSON and OS errors alike
-            raise MddError(f"Distilled set '{base}' cannot be read ({exc}).") from None
+        except Exception as exc:  # safetensors, JSON, decoding and OS errors alike
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise MddError(f"Distilled set '{base}' cannot be read ({reason}). {fix}") from None
+        missing = [k for k in ("images", "texts") if k not in tensors]
+        if missing:
+            have = ", ".join(sorted(tensors)) or "nothing"
+            raise MddError(f"Distilled set '{base}' lacks '{missing[0]}' (it holds {have}). {fix}")
+        provenance = sidecar.get("provenance", {}) if isinstance(sidecar, dict) else None
+        if not isinstance(provenance, dict):
+            raise MddError(f"Distilled set '{base}': {sidecar_path.name} is not a set's sidecar. {fix}")
         images, texts = tensors.pop("images"), tensors.pop("texts")
-        return cls(images, texts, tensors, sidecar.get("provenance", {}))
+        try:
+            return cls(images, texts, tensors, provenance)
+        except ValueError as exc:
+            raise MddError(f"Distilled set '{base}': {exc}. {fix}") from None
 
 
 def _stored(tensor: torch.Tensor) -> torch.Tensor:

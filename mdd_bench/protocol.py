@@ -340,7 +340,13 @@ def load_protocol(name_or_path: str | Path = "cpu") -> Protocol:
     if source.endswith(".toml") or path.is_file():
         if not path.is_file():
             raise MddError(f"Protocol file '{path}' does not exist. Pass a packaged name or a path.")
-        text = path.read_text()
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MddError(
+                f"Protocol file '{path}' is not TOML text ({exc}). Pass a protocol's .toml or a packaged "
+                "name."
+            ) from None
     else:
         names = list_protocols()
         if source not in names:

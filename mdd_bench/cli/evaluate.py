@@ -64,8 +64,8 @@ def eval_cmd(
 
     if sum([path is not None, full_data, random_budget is not None]) != 1:
         raise MddError("Give exactly one of: a distilled-set PATH, --full-data, or --random N.")
-    if path is not None:
-        DistilledSet.check_path(path)  # before any data is generated or loaded
+    # The set is read before any data is generated or loaded, so a bad file fails at once.
+    distilled = DistilledSet.load(path) if path is not None else None
     resolve_device(device)
     proto = load_protocol(protocol)
     proto = proto.with_dataset(dataset) if dataset else proto
@@ -83,8 +83,7 @@ def eval_cmd(
         return
     if random_budget is not None:
         distilled = random_pairs(ds, evaluator.text_embeddings("train"), proto, random_budget, seed)
-    else:
-        distilled = DistilledSet.load(path)
+    assert distilled is not None
     result = evaluator.evaluate(distilled, archs, track, repetitions, seed)
     used = ", ".join(result.extras_used) or "none"
     click.echo(f"track: {track}  extras used: {used}  protocol: {proto.name}  test split")

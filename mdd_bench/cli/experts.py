@@ -91,14 +91,14 @@ def experts_import_cmd(
     Options given before `import` (`mdd-bench experts --protocol paper import DIR`) count too.
     """
     from mdd_bench.data import load_dataset
-    from mdd_bench.interop.buffers import buffer_files, import_experts
+    from mdd_bench.interop.buffers import check_buffer_files, import_experts
     from mdd_bench.workspace import Workspace
 
     group = ctx.parent.params if ctx.parent is not None else {}
     protocol = protocol or group.get("protocol") or "cpu"
     dataset = dataset or group.get("dataset")
     data_root = data_root or group.get("data_root")
-    buffer_files(directory)  # a wrong folder fails before any data is loaded
+    check_buffer_files(directory)  # a wrong folder or file fails before any data is loaded
     proto = load_protocol(protocol)
     proto = proto.with_dataset(dataset) if dataset else proto
     ds = load_dataset(proto.data.dataset, proto, data_root)

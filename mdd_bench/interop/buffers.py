@@ -76,6 +76,16 @@ def buffer_files(directory: Path) -> list[tuple[int, Path, Path]]:
     return [(n, found["img"][n], found["txt"][n]) for n in sorted(found["img"])]
 
 
+def check_buffer_files(directory: Path) -> list[tuple[int, Path, Path]]:
+    """`buffer_files`, each pair read and its layout checked: what the command does before it loads
+    data or builds (pretrains) the protocol's model, so a bad file fails at once. The files are mapped,
+    not read, so this costs little beside the import's own passes."""
+    files = buffer_files(directory)
+    for _, img_path, txt_path in files:
+        _load_pair(img_path, txt_path)
+    return files
+
+
 def trajectories(obj: Any, path: Path) -> list[Trajectory]:
     """A file's trajectories: [trajectory] as `buffer.py` saves, or one bare trajectory."""
 

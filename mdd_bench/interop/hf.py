@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mdd_bench.distilled import DistilledSet
-from mdd_bench.errors import MddError
+from mdd_bench.errors import MddError, cannot_write
 from mdd_bench.interop.pixels import Normalisation, to_uint8
 from mdd_bench.protocol import Protocol
 
@@ -76,6 +76,8 @@ def export_hf(distilled: DistilledSet, out: str | Path, protocol: Protocol) -> P
     """
     datasets = require_datasets()
     out = Path(out)
+    if out.is_file():
+        raise MddError(f"'{out}' is a file; --format hf writes a folder: choose another --out.")
     if out.exists() and any(out.iterdir()) and not (out / "dataset_info.json").is_file():
         raise MddError(f"'{out}' exists and is not an earlier export; choose another --out.")
     pixels, clipped = to_uint8(distilled.images, Normalisation.of(protocol))
@@ -103,6 +105,14 @@ def export_hf(distilled: DistilledSet, out: str | Path, protocol: Protocol) -> P
         description=json.dumps(metadata(distilled, protocol, clipped), sort_keys=True), features=feats
     )
     table = datasets.Dataset.from_dict(columns, features=feats, info=info)
+    try:
+        _write_folder(table, out)
+    except OSError as exc:
+        raise cannot_write(out, exc) from None
+    return out
+
+
+def _write_folder(table: Any, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
@@ -113,7 +123,6 @@ def export_hf(distilled: DistilledSet, out: str | Path, protocol: Protocol) -> P
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return out
 
 
 def read_metadata(folder: str | Path) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 The references save with `torch.save` (pickles). `torch.load(weights_only=True)` reads tensors, lists,
 dicts and numbers and refuses anything that would import and run other code; a file that needs more
-is refused with one line that says why, never loaded with full unpickling.
+is refused with one line that says why, never loaded with full unpickling. So is a file that is no
+`torch.save` file at all (empty, cut short, text): whatever the unpickler raises, the user gets one line
+naming the file, never a traceback from inside torch.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import torch
 
 from mdd_bench.cache import atomic_write
-from mdd_bench.errors import MddError
+from mdd_bench.errors import MddError, cannot_write
 
 _GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
@@ -29,6 +31,8 @@ def load_pt(path: str | Path, what: str = "File", mmap: bool = False) -> Any:
     path = Path(path)
     if not path.is_file():
         raise MddError(f"{what} '{path}' does not exist.")
+    if path.stat().st_size == 0:
+        raise _unreadable(path, what, "the file is empty")
     try:
         if mmap:
             try:
@@ -44,15 +48,32 @@ def load_pt(path: str | Path, what: str = "File", mmap: bool = False) -> Any:
                 f"'{path}' needs full unpickling (it references {found.group(1)}), which can run "
                 "arbitrary code, so mdd-bench refuses it. Re-save it with plain tensors, lists and dicts."
             ) from None
-        raise MddError(f"'{path}' is not a readable torch.save file (damaged or another format).") from None
-    except (EOFError, RuntimeError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise MddError(f"'{path}' is not a readable torch.save file ({reason}).") from None
+        raise _unreadable(path, what, "damaged or another format") from None
+    except Exception as exc:  # text or damaged bytes fail anywhere in the unpickler
+        # (a text file holding `hello` is KeyError: 101; others are EOFError, RuntimeError, ValueError...)
+        raise _unreadable(path, what, _first_line(exc)) from None
+
+
+def _unreadable(path: Path, what: str, reason: str) -> MddError:
+    return MddError(
+        f"{what} '{path}' is not a readable torch.save file ({reason}). Pass the .pt file the reference "
+        "saved, whole (a copy cut short or a text file cannot be read)."
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    """The exception's first sentence, with its type: what the file did to the reader, short (torch's
+    damaged-zip message runs on for a paragraph about how checkpoints get corrupted)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0].split('. ')[0][:160]}" if text else type(exc).__name__
 
 
 def save_pt(path: str | Path, obj: Any) -> Path:
     """`torch.save` through a temporary file, so a reader never sees half a file."""
-    return atomic_write(Path(path), lambda p: torch.save(obj, p))
+    try:
+        return atomic_write(Path(path), lambda p: torch.save(obj, p))
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
 
 
 def as_tensor(value: Any, key: str, path: Path) -> torch.Tensor:

@@ -247,8 +247,9 @@ class DistillContext:
         from mdd_bench.pretrained.text_student import text_encoder_weights
 
         name = name or self.protocol.text.source
-        weights = text_encoder_weights(name)
-        return create_text_encoder(name, self.protocol.text.max_length, str(self.device), weights)
+        random = self.protocol.text.weights == "random"
+        weights = None if random else text_encoder_weights(name)
+        return create_text_encoder(name, self.protocol.text.max_length, str(self.device), weights, random)
 
     def reference(self):
         """The full-data reference run (trained model + forgetting statistics).

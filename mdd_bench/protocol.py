@@ -51,7 +51,7 @@ class ImageSpec:
     source: str = "test_nfnet"
     unseen: tuple[str, ...] = ()
     # "imagenet": timm's published weights; "anchor": mdd-bench's offline classification pretraining;
-    # "none": random init.
+    # "none": seeded random init (cost and plumbing only: results and reports are marked so).
     pretrained: Literal["imagenet", "anchor", "none"] = "anchor"
     # The "anchor" pretraining: a generated shape x colour classification corpus disjoint from `shapes`.
     anchor_images: PositiveInt = 8000
@@ -63,6 +63,9 @@ class ImageSpec:
 class TextSpec:
     source: str = "minilm"
     unseen: tuple[str, ...] = ()
+    # "pretrained": each encoder's published (or packaged) weights; "random": the same architectures with
+    # seeded random weights and a local tokenizer, offline (cost and plumbing only, marked like "none").
+    weights: Literal["pretrained", "random"] = "pretrained"
     max_length: PositiveInt = 32
     pooling: Literal["cls", "mean"] = "cls"
     batch_size: PositiveInt = 256
@@ -108,6 +111,7 @@ class PairRecipe:
 # LoRS's, MDM's recipe), or two heads on a frozen image encoder (RepBlend's).
 Towers = Literal["backbone+text-head", "frozen-backbone+heads"]
 DEFAULT_TOWERS = "backbone+text-head"
+DEFAULT_TEXT_WEIGHTS = "pretrained"
 
 
 @dataclass(frozen=True)
@@ -209,19 +213,27 @@ class Protocol:
     bases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings. `[eval] towers` is left out at its default, so every protocol written before the
-        option keeps its hash (and its cached references and tuning logs)."""
+        """The settings. `[eval] towers` and `[text] weights` are left out at their defaults, so every
+        protocol written before the options keeps its hash (and its cached references and tuning logs)."""
         out = dataclasses.asdict(self)
         out.pop("source")
         out.pop("bases")
         if out["eval"]["towers"] == DEFAULT_TOWERS:
             del out["eval"]["towers"]
+        if out["text"]["weights"] == DEFAULT_TEXT_WEIGHTS:
+            del out["text"]["weights"]
         return out
 
     @property
     def hash(self) -> str:
         """Identifies the settings (not the file they came from): results carry it."""
         return stable_hash(self.to_dict())
+
+    @property
+    def random_weights(self) -> bool:
+        """Some encoder has random weights (`[image] pretrained = "none"`, `[text] weights = "random"`):
+        what it runs measures cost and plumbing only, so every result and report made with it says so."""
+        return self.image.pretrained == "none" or self.text.weights == "random"
 
     @property
     def lineage(self) -> tuple[str, ...]:
@@ -297,9 +309,8 @@ def parse_protocol(raw: dict[str, Any], source: str, _seen: tuple[str, ...] = ()
             raise unknown("base protocol", str(base), list_protocols())
         if base in _seen:
             raise MddError(f'{source}: base = "{base}" inherits from itself.')
-        parent = _packaged_raw(base)
-        bases = (base, *parse_protocol(parent, base, (*_seen, base)).bases)
-        raw = _merge({k: v for k, v in parent.items() if k not in ("name", "base")}, raw)
+        bases = (base, *parse_protocol(_packaged_raw(base), base, (*_seen, base)).bases)
+        raw = _merge({k: v for k, v in _inherited_raw(bases).items() if k not in ("name", "base")}, raw)
     for section in SECTIONS:
         if section not in raw and section in OPTIONAL_SECTIONS:
             continue
@@ -357,6 +368,15 @@ def load_protocol(name_or_path: str | Path = "cpu") -> Protocol:
     except tomllib.TOMLDecodeError as exc:
         raise MddError(f"Protocol file '{source}' is not valid TOML: {exc}.") from None
     return parse_protocol(raw, source)
+
+
+def _inherited_raw(bases: tuple[str, ...]) -> dict[str, Any]:
+    """The settings a file with these bases (nearest first) inherits: each packaged file merged over the
+    next one's, so `base = "paper-offline"` also gets what paper-offline takes from paper."""
+    out: dict[str, Any] = {}
+    for name in reversed(bases):
+        out = _merge(out, _packaged_raw(name))
+    return out
 
 
 def _packaged_raw(name: str) -> dict[str, Any]:

@@ -6,6 +6,9 @@ bound) and writes `to_dict()`; every reader goes through `read_result` (the chec
 report's tables flatten) or `read_record` (a typed `ResultRecord`), both built on `ResultRecord.check`,
 so a bad file is named once, in one place, whoever reads it.
 
+A result made with randomly initialised encoders carries `random_weights: true`: it measures time, memory
+and the path through the code, never retrieval, and the report marks it so (older files read as false).
+
 A native track that trained with extras may carry `random_baseline` (a `RandomBaseline`): N random real
 pairs trained with the same kind of extras, what the native track's improvement over random (IOR,
 `scores.py`) subtracts. Files without it still read; their native IOR is missing, never 0.
@@ -84,6 +87,9 @@ class ResultRecord:
     tuning: dict[str, Any] | None = None
     # Wall seconds of this cell by stage (artifacts, distill, evaluate, random baseline): what the grid cost.
     stages_s: dict[str, float] = field(default_factory=dict)
+    # Made with randomly initialised encoders (`Protocol.random_weights`): cost and plumbing only, not a
+    # result. The report says so on every table and refuses to mix such results with real ones.
+    random_weights: bool = False
     schema: int = SCHEMA
     created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 

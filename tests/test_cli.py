@@ -44,7 +44,7 @@ def fails(*args: str | Path) -> str:
 def test_list_protocols() -> None:
     out = ok("list", "protocols")
     names = {line.split()[0] for line in out.splitlines()[2:] if line.strip()}
-    assert names == {"smoke", "cpu", "paper", "smoke-frozen", "cpu-frozen", "paper-frozen"}
+    assert names == {"smoke", "cpu", "paper", "smoke-frozen", "cpu-frozen", "paper-frozen", "paper-offline"}
     assert "nfnet_l0" in out and "bert-base-uncased" in out
     trains = {line.split()[0]: line.split()[4] for line in out.splitlines()[2:] if line.strip()}
     assert trains["cpu"] == "backbone+text-head" and trains["cpu-frozen"] == "frozen-backbone+heads"

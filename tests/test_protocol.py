@@ -24,7 +24,7 @@ def error(name_or_path: str | Path) -> str:
     return message
 
 
-PACKAGED = ["cpu", "cpu-frozen", "paper", "paper-frozen", "smoke", "smoke-frozen"]
+PACKAGED = ["cpu", "cpu-frozen", "paper", "paper-frozen", "paper-offline", "smoke", "smoke-frozen"]
 
 
 def test_packaged_names() -> None:

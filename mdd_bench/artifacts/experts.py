@@ -36,6 +36,7 @@ from mdd_bench.evaluation.metrics import score
 from mdd_bench.evaluation.training import Recipe, train_dual
 from mdd_bench.locks import artifact_lock
 from mdd_bench.models.dual import BACKBONE, FROZEN, TOWERS, DualEncoder
+from mdd_bench.models.random_init import random_init_key
 from mdd_bench.pretrained.anchors import anchor_key
 from mdd_bench.workspace import Workspace
 from mdd_bench.workspace.params import MODALITIES, flatten, layout, unflatten
@@ -194,6 +195,10 @@ def experts_folder(workspace: Workspace, config: ExpertConfig) -> Path:
     training = {k: v for k, v in asdict(config).items() if k != "num_experts"}
     if training["towers"] == BACKBONE:
         del training["towers"]
+    image_init = {"anchor": anchor_key(p.image.source, p), "none": random_init_key(p.image.source)}
+    text = [p.text.source, p.text.max_length, p.text.pooling]
+    if p.text.weights == "random":  # only then: sets trained on the published encoders keep their keys
+        text.append(random_init_key(p.text.source))
     key = stable_hash(
         [
             EXPERTS_VERSION,
@@ -202,8 +207,8 @@ def experts_folder(workspace: Workspace, config: ExpertConfig) -> Path:
             [p.data.resolution, p.data.mean, p.data.std],
             p.image.source,
             p.image.pretrained,
-            anchor_key(p.image.source, p) if p.image.pretrained == "anchor" else None,
-            [p.text.source, p.text.max_length, p.text.pooling],
+            image_init.get(p.image.pretrained),
+            text,
             [p.model.temperature, p.model.projection_dim],
         ]
     )

@@ -157,6 +157,7 @@ def _run_and_report(proto, config, quiet: bool, report_dir: Path | None, started
         click.echo(
             f"\nprotocol {proto.name}; mean recall on test (source architectures), mean ± std over "
             "repetitions"
+            + (" (random weights: cost and plumbing only, not a result)" if proto.random_weights else "")
         )
         click.echo(tabulate(summary_rows(run.results, config.tracks), headers=headers))
     report_paths: list[Path] = []

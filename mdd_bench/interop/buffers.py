@@ -148,7 +148,8 @@ def import_experts(
                 f"The expert store of protocol '{proto.name}' ({folder}) already holds experts {have}. "
                 "Pass --replace to overwrite them with the imported ones."
             )
-    model = workspace.fresh_model(seed=0, text_dim=text_feature_dim(proto.text.source))
+    text_dim = text_feature_dim(proto.text.source, random_weights=proto.text.weights == "random")
+    model = workspace.fresh_model(seed=0, text_dim=text_dim)
     model_layout = {m: layout(model, m) for m in MODALITIES}
     buffers = {f"image_buffer.{k}": b.detach().cpu().clone() for k, b in model.image_encoder.named_buffers()}
     anchor = flatten(model, "image").cpu()

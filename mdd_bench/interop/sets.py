@@ -79,7 +79,7 @@ def to_protocol(
     if text_dim is None:
         from mdd_bench.models.text import text_feature_dim
 
-        text_dim = text_feature_dim(protocol.text.source)
+        text_dim = text_feature_dim(protocol.text.source, random_weights=protocol.text.weights == "random")
     if texts.shape[1] != text_dim:
         raise MddError(
             f"{where}: texts are {texts.shape[1]}-d but protocol '{protocol.name}''s text encoder "

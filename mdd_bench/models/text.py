@@ -5,6 +5,11 @@ fully offline), `minilm-l3` (the same model keeping layers 0, 2, 4, which is how
 initialised from BERT), `minilm-l3-distilled` (that cut, then distilled to MiniLM's hidden states as
 DistilBERT was: the cpu protocol's unseen text encoder), `bert-base-uncased` and
 `distilbert-base-uncased` (paper protocol, from the hub or its cache), or a local model folder.
+
+`random_weights=True` builds the same architecture with seeded random weights instead (`random_init.py`),
+fully offline: bert-base-uncased is `BertConfig()`'s defaults and distilbert-base-uncased
+`DistilBertConfig()`'s, both tokenised by the packaged MiniLM's tokenizer, which is bert-base-uncased's
+WordPiece vocabulary (30522 entries, lower-cased). What such an encoder gives is cost and plumbing only.
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ _REGISTRY: dict[str, TextEncoderSpec] = {
     "minilm-l3-distilled": TextEncoderSpec(needs_weights=True),
     "bert-base-uncased": TextEncoderSpec(hub_id="bert-base-uncased"),
     "distilbert-base-uncased": TextEncoderSpec(hub_id="distilbert-base-uncased"),
+}
+# What a random build instantiates, offline: (a transformers config class, built with its defaults; None:
+# the packaged MiniLM's or the local folder's config) and the layers kept where the architecture is a cut
+# whose weights are trained elsewhere. Apart from TextEncoderSpec, whose repr is part of the files' stamps.
+_RANDOM_ARCHITECTURES: dict[str, tuple[str | None, tuple[int, ...] | None]] = {
+    "bert-base-uncased": ("BertConfig", None),
+    "distilbert-base-uncased": ("DistilBertConfig", None),
+    "minilm-l3-distilled": (None, (0, 2, 4)),
 }
 # Files whose change must invalidate cached embeddings (weights, architecture, vocabulary).
 _STAMPED = ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json")
@@ -79,10 +92,29 @@ def model_folder(name: str, weights: Path | None = None) -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
-def text_feature_dim(name: str, weights: Path | None = None) -> int:
+def _tokenizer_folder(name: str) -> Path:
+    """Where a random build's tokenizer comes from: a local folder's own, else the packaged MiniLM's
+    (bert-base-uncased's WordPiece vocabulary, which DistilBERT shares)."""
+    return Path(name).resolve() if name not in _REGISTRY else _minilm_folder()
+
+
+def _architecture(name: str) -> Any:
+    """The config a random build instantiates (no weights, no hub; see `_RANDOM_ARCHITECTURES`)."""
+    import transformers
+
+    _spec(name)  # an unknown name is a one-line error
+    config_class, _ = _RANDOM_ARCHITECTURES.get(name, (None, None))
+    if config_class is not None:
+        return getattr(transformers, config_class)()
+    return transformers.AutoConfig.from_pretrained(str(_tokenizer_folder(name)))
+
+
+def text_feature_dim(name: str, weights: Path | None = None, random_weights: bool = False) -> int:
     """Embedding width from the model's config alone (no weights loaded, no captions embedded)."""
     from transformers import AutoConfig
 
+    if random_weights:
+        return int(_architecture(name).hidden_size)
     spec = _spec(name)
     folder = model_folder(name, weights)
     source = str(folder) if folder is not None else spec.hub_id
@@ -97,18 +129,30 @@ def text_feature_dim(name: str, weights: Path | None = None) -> int:
         ) from None
 
 
-def weights_stamp(name: str, weights: Path | None = None) -> str | None:
+def _stats(folder: Path, names: tuple[str, ...], suffixes: tuple[str, ...] = ()) -> list:
+    files = [p for p in sorted(folder.iterdir()) if p.name in names]
+    files += [p for p in sorted(folder.iterdir()) if suffixes and p.name.endswith(suffixes)]
+    return [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
+def weights_stamp(name: str, weights: Path | None = None, random_weights: bool = False) -> str | None:
     """Cheap id of the files behind `name` (path, size, mtime of weights, config and vocabulary).
 
     A stat per file, so it costs microseconds; rewriting any file changes it. None when the files
-    are not on disk (a hub model not downloaded yet).
+    are not on disk (a hub model not downloaded yet). A random build's stamp is its seed, the library
+    versions and its tokenizer's files, never a real model's: its remembered fingerprint cannot be
+    taken for the published weights', nor theirs for its.
     """
+    if random_weights:
+        from mdd_bench.models.random_init import random_init_key
+
+        tokenizer = _stats(_tokenizer_folder(name), _STAMPED)
+        return stable_hash({"name": name, "spec": repr(_spec(name)), "random": random_init_key(name),
+                            "tokenizer": tokenizer}, length=32)  # fmt: skip
     folder = model_folder(name, weights)
     if folder is None or not folder.is_dir():
         return None
-    files = [p for p in sorted(folder.iterdir()) if p.name in _STAMPED]
-    files += [p for p in sorted(folder.iterdir()) if p.name.endswith(_WEIGHT_SUFFIXES)]
-    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    stats = _stats(folder, _STAMPED, _WEIGHT_SUFFIXES)
     return stable_hash({"name": name, "spec": repr(_spec(name)), "files": stats}, length=32)
 
 
@@ -116,9 +160,9 @@ def _memo_path(stamp: str) -> Path:
     return cache_dir("text") / "fingerprints" / f"{stamp}.txt"
 
 
-def known_fingerprint(name: str, weights: Path | None = None) -> str | None:
+def known_fingerprint(name: str, weights: Path | None = None, random_weights: bool = False) -> str | None:
     """The fingerprint of `name` remembered from an earlier load, if its files have not changed."""
-    stamp = weights_stamp(name, weights)
+    stamp = weights_stamp(name, weights, random_weights)
     if stamp is None or not _memo_path(stamp).is_file():
         return None
     return _memo_path(stamp).read_text().strip() or None
@@ -136,8 +180,17 @@ def _hash_state(model: nn.Module, extra: dict[str, Any]) -> str:
 class TextEncoder:
     """A tokenizer and a frozen model that turn captions into [CLS] vectors."""
 
-    def __init__(self, name: str, tokenizer: Any, model: nn.Module, max_length: int, device: str):
+    def __init__(
+        self,
+        name: str,
+        tokenizer: Any,
+        model: nn.Module,
+        max_length: int,
+        device: str,
+        random_weights: bool = False,
+    ):
         self.name = name
+        self.random_weights = random_weights
         self.tokenizer = tokenizer
         self.model = model.eval().to(device)
         for param in self.model.parameters():
@@ -166,6 +219,8 @@ class TextEncoder:
                 "dim": self.dim,
                 "vocab": stable_hash(sorted(self.tokenizer.get_vocab().items()), length=64),
             }
+            if self.random_weights:  # only then: the published models keep the fingerprints they had
+                extra["random_weights"] = True
             self._fingerprint = _hash_state(self.model, extra)
             if self._stamp is not None:
                 fp = self._fingerprint
@@ -234,6 +289,27 @@ def _load(name: str, spec: TextEncoderSpec, weights: Path | None) -> tuple[Any, 
         ) from None
 
 
+def _random(name: str) -> tuple[Any, nn.Module]:
+    """The architecture of `name` with seeded random weights and a local tokenizer (no hub)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from mdd_bench.models.random_init import seeded_init
+
+    config = _architecture(name)
+    tokenizer = AutoTokenizer.from_pretrained(str(_tokenizer_folder(name)))
+    if len(tokenizer) != config.vocab_size:
+        raise MddError(
+            f"Random text encoder '{name}': its tokenizer has {len(tokenizer)} entries but the "
+            f"architecture's vocabulary has {config.vocab_size}."
+        )
+    with seeded_init(name):
+        model = AutoModel.from_config(config)
+    _, cut = _RANDOM_ARCHITECTURES.get(name, (None, None))
+    if cut is not None:
+        _keep_layers(model, cut)
+    return tokenizer, model
+
+
 def _keep_layers(model: nn.Module, keep: tuple[int, ...]) -> None:
     """Drop encoder layers in place, as DistilBERT's initialisation from BERT did."""
     layers = model.encoder.layer
@@ -242,14 +318,21 @@ def _keep_layers(model: nn.Module, keep: tuple[int, ...]) -> None:
 
 
 def create_text_encoder(
-    name: str, max_length: int = 512, device: str = "cpu", weights: Path | None = None
+    name: str,
+    max_length: int = 512,
+    device: str = "cpu",
+    weights: Path | None = None,
+    random_weights: bool = False,
 ) -> TextEncoder:
     """The front door for text encoders: a registered name or a model folder; `weights` loads the
-    model from that folder instead (the way `create_image_encoder` takes anchor weights)."""
+    model from that folder instead (the way `create_image_encoder` takes anchor weights);
+    `random_weights` builds the architecture with seeded random weights, offline (no `weights` then)."""
     spec = _spec(name)
-    tokenizer, model = _load(name, spec, weights)
+    if random_weights and weights is not None:
+        raise ValueError("random_weights builds the weights: pass no weights folder with it")
+    tokenizer, model = _random(name) if random_weights else _load(name, spec, weights)
     if spec.keep_layers is not None:
         _keep_layers(model, spec.keep_layers)
-    encoder = TextEncoder(name, tokenizer, model, max_length, device)
-    encoder._stamp = weights_stamp(name, weights)
+    encoder = TextEncoder(name, tokenizer, model, max_length, device, random_weights)
+    encoder._stamp = weights_stamp(name, weights, random_weights)
     return encoder

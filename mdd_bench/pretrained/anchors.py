@@ -33,6 +33,7 @@ from mdd_bench.data.shapes import (
 )
 from mdd_bench.locks import build_once
 from mdd_bench.models import create_image_encoder
+from mdd_bench.models.random_init import seeded_init
 from mdd_bench.protocol import Protocol
 
 ANCHOR_VERSION = 1
@@ -128,11 +129,15 @@ def pretrained_image_encoder(
 ) -> nn.Module:
     """The protocol's notion of a pretrained encoder: ImageNet weights, our anchor, or random.
 
-    Returned on the CPU; `device` is where an anchor trains on first need.
+    Returned on the CPU; `device` is where an anchor trains on first need. Random ("none") is the same
+    seeded draw on every call, as a checkpoint would be (`models/random_init.py`).
     """
     mode = protocol.image.pretrained
     resolution = protocol.data.resolution
     if mode == "anchor":
         weights = ensure_anchor(name, protocol, progress, device)
         return create_image_encoder(name, "anchor", weights=weights, resolution=resolution)
+    if mode == "none":
+        with seeded_init(name):
+            return create_image_encoder(name, mode, resolution=resolution)
     return create_image_encoder(name, mode, resolution=resolution)

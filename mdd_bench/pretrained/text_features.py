@@ -1,7 +1,9 @@
 """Frozen caption embeddings, computed once per (captions, encoder, settings) and cached as .npy.
 
 Cache key: sha256 of the raw captions list, the encoder name, the encoder's fingerprint (sha256 of
-its weights, see `TextEncoder.fingerprint`), max_length, pooling and PREPROCESS_VERSION.
+its weights, see `TextEncoder.fingerprint`), max_length, pooling and PREPROCESS_VERSION; for an encoder
+with random weights (`[text] weights = "random"`) also that flag, in the key and the file name, so random
+and real embeddings never share an entry.
 
 Hashing weights needs the model in memory, yet a hit must not load it. So the fingerprint is
 remembered on disk under a *stamp* of the model's files (path, size and mtime of the weights,
@@ -40,24 +42,40 @@ POOLINGS = ("cls",)
 class _LazyEncoder:
     """Loads the encoder only when a split actually misses the cache, and at most once."""
 
-    def __init__(self, name: str, max_length: int, encoder: TextEncoder | None = None, progress: bool = True):
+    def __init__(
+        self,
+        name: str,
+        max_length: int,
+        encoder: TextEncoder | None = None,
+        progress: bool = True,
+        random_weights: bool = False,
+    ):
         self.name, self.max_length, self.encoder, self.progress = name, max_length, encoder, progress
+        self.random_weights = encoder.random_weights if encoder is not None else random_weights
 
     def get(self) -> TextEncoder:
         if self.encoder is None:
             from mdd_bench.models.text import create_text_encoder
-            from mdd_bench.pretrained.text_student import text_encoder_weights
 
-            weights = text_encoder_weights(self.name, progress=self.progress)
-            self.encoder = create_text_encoder(self.name, max_length=self.max_length, weights=weights)
+            self.encoder = create_text_encoder(
+                self.name,
+                max_length=self.max_length,
+                weights=self._weights(),
+                random_weights=self.random_weights,
+            )
         return self.encoder
+
+    def _weights(self, build: bool = True) -> Path | None:
+        """The weights folder of an encoder trained here (none for a random build: nothing to train)."""
+        from mdd_bench.pretrained.text_student import text_encoder_weights
+
+        return None if self.random_weights else text_encoder_weights(self.name, build, self.progress)
 
     def fingerprint(self) -> str:
         if self.encoder is None:
             from mdd_bench.models.text import known_fingerprint
-            from mdd_bench.pretrained.text_student import text_encoder_weights
 
-            known = known_fingerprint(self.name, text_encoder_weights(self.name, build=False))
+            known = known_fingerprint(self.name, self._weights(build=False), self.random_weights)
             if known is not None:
                 return known
         return self.get().fingerprint
@@ -68,19 +86,20 @@ def captions_sha256(captions: list[str]) -> str:
 
 
 def _cache_path(captions: list[str], lazy: _LazyEncoder, fingerprint: str, pooling: str) -> Path:
-    key = stable_hash(
-        {
-            "captions": captions_sha256(captions),
-            "encoder": lazy.name,
-            "fingerprint": fingerprint,
-            "max_length": lazy.max_length,
-            "pooling": pooling,
-            "preprocess": PREPROCESS_VERSION,
-        },
-        length=24,
-    )
+    settings = {
+        "captions": captions_sha256(captions),
+        "encoder": lazy.name,
+        "fingerprint": fingerprint,
+        "max_length": lazy.max_length,
+        "pooling": pooling,
+        "preprocess": PREPROCESS_VERSION,
+    }
+    if lazy.random_weights:  # only then: the published encoders' entries keep their keys
+        settings["random_weights"] = True
+    key = stable_hash(settings, length=24)
     label = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(lazy.name).name)[:40]
-    return cache_dir("text") / f"{label}-{key}.npy"
+    random = "-random" if lazy.random_weights else ""
+    return cache_dir("text") / f"{label}{random}-{key}.npy"
 
 
 def _read(path: Path, rows: int) -> np.ndarray | None:
@@ -128,12 +147,14 @@ def caption_embeddings(
     pooling: str = "cls",
     batch_size: int = 256,
     encoder: TextEncoder | None = None,
+    random_weights: bool = False,
 ) -> np.ndarray:
     """float32 `[len(captions), dim]`: the encoder's [CLS] vector of each `pre_caption(c)`.
 
-    Pass `encoder` to reuse a loaded model; otherwise it is loaded only on a cache miss.
+    Pass `encoder` to reuse a loaded model (its own weights, random or not, then apply); otherwise it is
+    loaded only on a cache miss, with seeded random weights if `random_weights`.
     """
-    lazy = _LazyEncoder(encoder_name, max_length, encoder)
+    lazy = _LazyEncoder(encoder_name, max_length, encoder, random_weights=random_weights)
     return _embed_cached(captions, lazy, pooling, batch_size)
 
 
@@ -144,8 +165,12 @@ def split_embeddings(
     splits: tuple[str, ...] | None = None,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Embeddings of the captions of `splits` (default all); the encoder defaults to the source."""
-    lazy = _LazyEncoder(encoder_name or text_spec.source, text_spec.max_length, progress=progress)
+    """Embeddings of the captions of `splits` (default all); the encoder defaults to the source, with the
+    spec's weights (published or random)."""
+    random_weights = text_spec.weights == "random"
+    lazy = _LazyEncoder(
+        encoder_name or text_spec.source, text_spec.max_length, None, progress, random_weights
+    )
     return {
         name: _embed_cached(split.captions, lazy, text_spec.pooling, text_spec.batch_size)
         for name, split in dataset.splits.items()
@@ -159,13 +184,12 @@ def missing_splits(
     """The splits among `splits` (default all) whose embeddings are not cached, found without loading any
     model; None when unknown: the encoder's fingerprint (part of the key) is known once it was loaded."""
     from mdd_bench.models.text import known_fingerprint
-    from mdd_bench.pretrained.text_student import text_encoder_weights
 
     name = encoder_name or text_spec.source
-    fingerprint = known_fingerprint(name, text_encoder_weights(name, build=False))
+    lazy = _LazyEncoder(name, text_spec.max_length, random_weights=text_spec.weights == "random")
+    fingerprint = known_fingerprint(name, lazy._weights(build=False), lazy.random_weights)
     if fingerprint is None:
         return None
-    lazy = _LazyEncoder(name, text_spec.max_length)
     return [
         split_name
         for split_name, split in dataset.splits.items()

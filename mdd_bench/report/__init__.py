@@ -4,7 +4,9 @@ Layout written under `out`: `results.csv` (every number, long format, all protoc
 `<protocol>/`: one LaTeX fragment per table plus the wrapper `report_<track>.tex`, `report_<track>.md`,
 `summary.md` (both tracks' mean recall and the cost in two narrow tables, README's first screen),
 the figures as PNG and PDF, a gallery PNG per distilled set still on disk (`gallery/`), and
-`report.html`, one self-contained page with every track's tables, the figures and the galleries. When the
+`report.html`, one self-contained page with every track's tables, the figures and the galleries. Results
+made with random weights are reported apart and marked on every caption, title and page
+(`random_weights.py`). When the
 results hold a protocol and its variant (cpu and cpu-frozen: one lineage, `lineage.py`), each of their
 folders also gets the protocols side by side: the `protocols_<track>` table in every format, and its
 numbers as `protocols_<track>.csv`.
@@ -27,6 +29,8 @@ from mdd_bench.report.html import write_html
 from mdd_bench.report.latex import write_latex
 from mdd_bench.report.lineage import lineages
 from mdd_bench.report.markdown import write_markdown
+from mdd_bench.report.random_weights import NOTE as RANDOM_WEIGHTS_NOTE
+from mdd_bench.report.random_weights import is_random
 from mdd_bench.report.summary import write_summary
 from mdd_bench.report.tables import build_tables, protocol_comparison
 
@@ -79,7 +83,10 @@ def write_report(
     paths: list[Path] = []
     if "csv" in formats:
         csv = out / "results.csv"
-        frame.round({"value": CSV_DIGITS, "rep_std": CSV_DIGITS}).to_csv(csv, index=False)
+        rounded = frame.round({"value": CSV_DIGITS, "rep_std": CSV_DIGITS})
+        # A column of its own only then: the CSV of real results keeps its bytes.
+        rounded = rounded.assign(random_weights=True) if is_random(frame) else rounded
+        rounded.to_csv(csv, index=False)
         paths.append(csv)
     lineages_of = lineages(frame)
     for protocol in dict.fromkeys(frame["protocol"]):
@@ -89,6 +96,7 @@ def write_report(
             continue
         folder = out / protocol
         title = f"mdd-bench report: protocol {protocol}, {track} track"
+        title = f"{title}. {RANDOM_WEIGHTS_NOTE}" if is_random(frame) else title
         lineage = lineages_of.get(protocol)
         tables = build_tables(part, track, baseline, interval, lineage)
         if lineage is not None and "csv" in formats:

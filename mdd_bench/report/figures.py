@@ -20,6 +20,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from mdd_bench.record import FULL_DATA
 from mdd_bench.report.frame import TIMING_TRACK
 from mdd_bench.report.names import dataset_name, method_name, ordered_datasets, ordered_methods
+from mdd_bench.report.random_weights import is_random, mark
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 MISSING_COLOUR = "0.88"
@@ -237,5 +238,6 @@ def write_figures(frame: pd.DataFrame, track: str, folder: Path) -> list[tuple[P
     """Every figure the results allow, as (path, caption) for PNG and PDF each."""
     out: list[tuple[Path, str]] = []
     for draw, caption in FIGURES.values():
+        caption = mark(caption) if is_random(frame) else caption
         out += [(path, caption) for path in draw(frame, track, folder)]
     return out

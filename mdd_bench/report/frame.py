@@ -51,6 +51,8 @@ from mdd_bench.errors import MddError
 from mdd_bench.evaluation import scores
 from mdd_bench.evaluation.metrics import METRICS
 from mdd_bench.record import FULL_DATA, RANDOM, read_result, result_files
+from mdd_bench.report.random_weights import ATTR as RANDOM_WEIGHTS
+from mdd_bench.report.random_weights import check_not_mixed
 
 RETRIEVAL_METRICS = (*METRICS, "mean", "rsum")
 TIMING_METRICS = (
@@ -361,13 +363,16 @@ def score_rows(cells: list[CellRecall]) -> list[dict[str, Any]]:
 
 def load_frame(runs: Path) -> pd.DataFrame:
     """All results under `runs` as one long DataFrame (columns COLUMNS): each file's rows in file order,
-    then the score rows of every cell."""
+    then the score rows of every cell. Results made with random weights never load beside real ones, and
+    mark the frame (`random_weights.py`)."""
     runs = Path(runs)
     rows: list[dict[str, Any]] = []
     recalls: list[CellRecall] = []
     seen: dict[tuple, Path] = {}
+    random_weights: dict[Path, bool] = {}
     for path in result_files(runs):
         result = read_result(path)
+        random_weights[path] = bool(result.get("random_weights", False))
         ablation = result.get("ablation") or {}
         key = (
             result["protocol"],
@@ -390,7 +395,9 @@ def load_frame(runs: Path) -> pd.DataFrame:
             recalls.append(recall)
     rows.extend(score_rows(recalls))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    return frame.astype(
+    frame = frame.astype(
         {"budget": int, "seed": int, "value": float, "rep_std": float, "source": bool, "repetitions": int,
          "deterministic": bool}
     )  # fmt: skip
+    frame.attrs[RANDOM_WEIGHTS] = check_not_mixed(random_weights, runs)
+    return frame

@@ -31,6 +31,8 @@ from mdd_bench.report.gallery import Gallery
 from mdd_bench.report.html_table import table_section
 from mdd_bench.report.layout import Table
 from mdd_bench.report.lineage import Lineage
+from mdd_bench.report.random_weights import NOTE as RANDOM_WEIGHTS_NOTE
+from mdd_bench.report.random_weights import is_random
 from mdd_bench.report.tables import TRACK_TEXT, build_tables
 
 
@@ -274,8 +276,11 @@ def write_html(
         "column header to sort the rows of each block (again to reverse, a third time for the printed "
         "order); click a number for the result files behind it."
     )
+    title = f"mdd-bench report: protocol {protocol}"
+    if is_random(frame):  # the title and the first line of the page: no one reads these numbers as results
+        title, intro = f"{title}. {RANDOM_WEIGHTS_NOTE}", f"{RANDOM_WEIGHTS_NOTE} {intro}"
     page = render_page(
-        f"mdd-bench report: protocol {protocol}",
+        title,
         tables_by_track(frame, tracks, baseline, interval, lineage),
         figures_by_track(frame, tracks, figures or {}),
         shown,

@@ -14,6 +14,7 @@ from mdd_bench.report.frame import TIMING_TRACK
 from mdd_bench.report.layout import Cell, Table
 from mdd_bench.report.markdown import section
 from mdd_bench.report.names import dataset_name, method_name
+from mdd_bench.report.random_weights import mark_tables
 from mdd_bench.report.tables import (
     TRACK_TEXT,
     _agg,
@@ -124,6 +125,7 @@ def summary_cost(frame: pd.DataFrame) -> Table | None:
 def write_summary(path: Path, frame: pd.DataFrame, interval: str = "std") -> Path | None:
     """Both summary tables as one Markdown file (level-3 headings, to sit inside another page)."""
     tables = [t for t in (summary_retrieval(frame, interval), summary_cost(frame)) if t is not None]
+    tables = mark_tables(tables, frame)
     if not tables:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)

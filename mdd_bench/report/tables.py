@@ -54,6 +54,7 @@ from mdd_bench.report.layout import (
 )
 from mdd_bench.report.lineage import Lineage, description
 from mdd_bench.report.names import dataset_name, method_name, ordered_datasets, ordered_methods
+from mdd_bench.report.random_weights import mark_tables
 
 RETRIEVAL_COLUMNS = (*METRICS, "mean")
 SCORE_HEADERS = {"ior": "IOR", "hlr": "HLR", "score": "Score"}
@@ -918,10 +919,11 @@ def build_tables(
     ]
     compared = protocol_table(lineage.frame, lineage.protocols, track, interval) if lineage else None
     tuning = tuning_table(frame)
-    return (
+    return mark_tables(
         [t for t in tables if t is not None]
         + timing_tables(frame, baseline)
         + ([tuning] if tuning is not None else [])
         + ablation_tables(frame, track, interval)
-        + ([compared] if compared is not None else [])
+        + ([compared] if compared is not None else []),
+        frame,
     )

@@ -156,6 +156,7 @@ def run_cell(
         ablation=ablation,
         tuning=method.tuning.provenance() if method.tuning is not None else None,
         stages_s=stage_delta(clock, before),
+        random_weights=protocol.random_weights,
     ).to_dict()
 
 

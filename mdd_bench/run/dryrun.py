@@ -107,7 +107,8 @@ def artifacts_of(proto: Protocol, config: RunConfig, jobs: list[CellJob]) -> lis
     pairs = _train_pairs(proto, dataset)
     grid = arch_grid(proto, config.archs)
     for text in dict.fromkeys([proto.text.source, *(t for _, t in grid)]):
-        weights = text_encoder_weights(text, build=False)
+        random = proto.text.weights == "random"  # a random build trains nothing
+        weights = None if random else text_encoder_weights(text, build=False)
         if weights is not None:
             built = (weights / "config.json").exists()
             out.append(Artifact(f"text encoder {text}", "cached" if built else "to build"))

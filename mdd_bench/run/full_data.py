@@ -54,6 +54,7 @@ def publish_full_data(protocol: Protocol, dataset, config: RunConfig, log=print)
         evaluation={"hard": hard, "native": dict(hard, track="native", same_as="hard")},
         config={"archs": "source", "tracks": ["hard", "native"], "protocol": protocol.to_dict()},
         versions=versions(),
+        random_weights=protocol.random_weights,
     ).to_dict()
     atomic_write_json(path, result)
     reps = len(ref["runs"])

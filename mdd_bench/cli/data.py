@@ -40,6 +40,41 @@ def data_prepare(name: str, protocol: str, data_root: Path | None) -> None:
     click.echo(f"prepared {name} in {report.total_seconds:.1f} s")
 
 
+@data.command("generate")
+@click.argument("dataset", type=click.Choice(["flickr8k", "flickr30k", "coco"]))
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder to write."
+)
+@click.option(
+    "--images",
+    type=click.IntRange(min=3),
+    default=80,
+    show_default=True,
+    help="Images in all, split in the real set's proportions (5 captions each).",
+)
+@click.option(
+    "--resolution",
+    type=click.IntRange(min=8),
+    default=224,
+    show_default=True,
+    help="Side of the square images in pixels.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def data_generate(dataset: str, out: Path, images: int, resolution: int, seed: int) -> None:
+    """Write a generated stand-in for DATASET as a Karpathy folder (images + dataset_<name>.json).
+
+    Shapes scenes and captions, not the real pictures: for proving the paper's path and timing its
+    networks offline (`--protocol paper-offline --data-root OUT`), never for results.
+    """
+    from mdd_bench.data.generated_karpathy import write_karpathy
+
+    made = write_karpathy(out, dataset, images, resolution, seed)
+    sizes = ", ".join(f"{split} {n}" for split, n in made.splits.items())
+    restval = f" ({made.restval} of train as restval)" if made.restval else ""
+    click.echo(f"wrote a generated {dataset} at {out}: {sizes} images{restval}, {resolution}x{resolution}")
+    click.echo(f"read it with --dataset {dataset} --data-root {out}")
+
+
 @data.command("check")
 @click.option("--dataset", "name", required=True, help="Dataset name (see `mdd-bench list datasets`).")
 @protocol_option

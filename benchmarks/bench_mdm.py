@@ -15,10 +15,10 @@ import statistics
 import time
 
 import torch
-from mdd_bench.methods.mdm import MDM, MDMState
 
 from mdd_bench.api import DistillContext
 from mdd_bench.data import load_dataset
+from mdd_bench.methods.mdm import MDM, MDMState
 from mdd_bench.protocol import load_protocol
 
 

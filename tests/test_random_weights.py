@@ -2,7 +2,7 @@
 and plumbing; and nothing made with them can pass for a result. The encoders reproduce and leave the
 caller's RNG alone, their caption embeddings never share a cache entry with real ones, the protocols say
 which they are, and a report of such results says so on every caption and page and refuses to mix them
-with real ones. (The whole path, run end to end, is e2e/test_paper_offline.py.)"""
+with real ones. (The whole path, run end to end, is tests/test_paper_offline.py.)"""
 
 from __future__ import annotations
 

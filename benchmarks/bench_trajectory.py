@@ -50,22 +50,38 @@ from mdd_bench.registry import get_method
 
 
 class SavedBytes:
-    """Live and peak bytes of tensors autograd saves for backward inside the `with` block."""
+    """Live and peak bytes of tensors autograd saves for backward inside the `with` block.
 
-    def __init__(self) -> None:
+    `unique`: count each storage once however many tensors saved for backward share it (a parameter is
+    saved by every operation that reads it): the memory the graph holds, not the sum of what it saved.
+    """
+
+    def __init__(self, unique: bool = False) -> None:
         self.live = 0
         self.peak = 0
+        self.unique = unique
+        self._refs: dict[int, int] = {}
 
-    def _release(self, nbytes: int) -> None:
+    def _release(self, key: int | None, nbytes: int) -> None:
+        if key is not None:
+            self._refs[key] -= 1
+            if self._refs[key]:
+                return
+            del self._refs[key]
         self.live -= nbytes
 
     def _pack(self, tensor: torch.Tensor):
-        nbytes = tensor.numel() * tensor.element_size()
-        self.live += nbytes
-        self.peak = max(self.peak, self.live)
+        key, nbytes = None, tensor.numel() * tensor.element_size()
+        if self.unique:
+            storage = tensor.untyped_storage()
+            key, nbytes = storage.data_ptr(), storage.nbytes()
+            self._refs[key] = self._refs.get(key, 0) + 1
+        if key is None or self._refs[key] == 1:
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
         box = [tensor]
         holder = _Holder(box)
-        weakref.finalize(holder, self._release, nbytes)
+        weakref.finalize(holder, self._release, key, nbytes)
         return holder
 
     @staticmethod
@@ -94,12 +110,12 @@ def trajectory_run(name: str, protocol, dataset, budget: int, device: str, overr
 
 
 def timed_together(
-    fns: dict[str, Callable[[], object]], steps: int, device: torch.device
+    fns: dict[str, Callable[[], object]], steps: int, device: torch.device, warmup: int = 2
 ) -> dict[str, float]:
-    """Median seconds of each function over `steps` rounds after 2 warm-up rounds, the functions called
-    in turn within each round (so a change in the machine's load hits all of them alike)."""
+    """Median seconds of each function over `steps` rounds after `warmup` warm-up rounds, the functions
+    called in turn within each round (so a change in the machine's load hits all of them alike)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(steps + 2):
+    for _ in range(steps + warmup):
         for name, fn in fns.items():
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -108,7 +124,7 @@ def timed_together(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t[2:]) for name, t in times.items()}
+    return {name: statistics.median(t[warmup:]) for name, t in times.items()}
 
 
 def _floor_inputs(run):

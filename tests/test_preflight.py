@@ -75,6 +75,7 @@ def test_missing_coco_stops_the_grid_with_one_line(tmp_path: Path, monkeypatch: 
     line = refused("--methods", "mdm,lors", "--dataset", "coco", "--out", tmp_path / "runs")
     assert f"Data root '{tmp_path / 'data' / 'coco'}' does not exist." in line
     assert "dataset_coco.json" in line and "--data-root DIR" in line and "cell" not in line
+    assert "`mdd-bench data generate coco --out DIR`" in line  # the offline stand-in
 
 
 def test_flickr8k_without_annotations(tmp_path: Path) -> None:

@@ -92,7 +92,8 @@ def load_karpathy(name: str, data_root: Path, resolution: int, decode: bool = Tr
             if key == "shapes"
             else f"Put the {spec.title} images and Karpathy annotations ({_annotation_names(key)}) there"
         )
-        raise MddError(f"Data root '{root}' does not exist. {what} or pass --data-root DIR.")
+        stand_in = "" if key == "shapes" else f" (paper-offline: `mdd-bench data generate {key} --out DIR`)"
+        raise MddError(f"Data root '{root}' does not exist. {what} or pass --data-root DIR{stand_in}.")
     if not os.access(root, os.R_OK | os.X_OK):
         raise MddError(
             f"Data root '{root}' is not readable (permission denied). Fix its permissions or pass "

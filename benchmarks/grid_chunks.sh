@@ -8,10 +8,14 @@
 #
 # An `all` chunk re-runs whole (--redistill-missing-sets) the finished cells whose saved sets are gone.
 # Create the file $GRID_STOP (default /tmp/mdd-bench-grid.STOP) to stop before the next chunk.
+# $GRID_RUNS (default reports/cpu/runs) is the results folder; $GRID_TUNED (default packaged) is passed
+# as --tuned. A results folder other than the default gets its report in $GRID_RUNS/report, and the
+# README and FINDINGS (which quote the default folder) are left alone.
 set -u
 cd "$(dirname "$0")/.."
 STOP=${GRID_STOP:-/tmp/mdd-bench-grid.STOP}
-RUNS=reports/cpu/runs
+RUNS=${GRID_RUNS:-reports/cpu/runs}
+TUNED=${GRID_TUNED:-packaged}
 say() { echo "$(date -u +%FT%T) $*"; }
 
 for spec in "$@"; do
@@ -19,16 +23,22 @@ for spec in "$@"; do
   archs=${archs:-source}
   if [ -e "$STOP" ]; then say "$STOP exists: stopped before $spec"; exit 0; fi
   cmd="mdd-bench run --protocol $proto --methods $methods --budgets $budget --seeds $seed --archs $archs"
-  cmd+=" --tracks hard,native --out $RUNS"
+  cmd+=" --tracks hard,native --tuned $TUNED --out $RUNS"
   [ "$archs" = all ] && cmd+=" --redistill-missing-sets"
   say "chunk: $cmd"
   $cmd
   say "run exit $?"
   [ -z "$(git status --porcelain "$RUNS")" ] && continue
-  mdd-bench report --runs "$RUNS" --out reports --no-gallery \
-    && python benchmarks/readme_summary.py && python benchmarks/findings.py
-  say "report exit $?"
-  git add reports README.md docs/results.md
+  if [ "$RUNS" = reports/cpu/runs ]; then
+    mdd-bench report --runs "$RUNS" --out reports --no-gallery \
+      && python benchmarks/readme_summary.py && python benchmarks/findings.py
+    say "report exit $?"
+    git add reports README.md docs/results.md
+  else
+    mdd-bench report --runs "$RUNS" --out "$RUNS/report" --no-gallery
+    say "report exit $?"
+    git add "$RUNS"
+  fi
   git commit -qm "$methods under $proto at $budget pairs, seed(s) $seed, archs $archs ($cmd); reports, README and FINDINGS regenerated" \
     && say "committed"
 done

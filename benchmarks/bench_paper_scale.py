@@ -234,16 +234,17 @@ def main() -> None:
     budgets = [int(b) for b in args.budgets.split(",") if b]
     print(f"# memory limit {args.limit / GiB:.1f} GiB: configurations predicted above it are not run")
 
-    rows = {b: {n: cost(n, protocol, dataset, b, args, {}, timed=True) for n in names} for b in budgets}
     print(f"\nPer iteration ({protocol.data.dataset} layout, {args.resolution} px, NFNet-L0 random init,")
     print(f"768-d text features): median seconds of {args.iterations} steps after {args.warmup} warm-up,")
     print("(x) ratio to " + names[0] + "; memory = peak bytes one step holds for backward, each storage once")
-    for budget, row in rows.items():
-        base = row[names[0]].seconds
-        for n, c in row.items():
+    for budget in budgets:
+        row: dict[str, Cost] = {}
+        for n in names:
+            c = row[n] = cost(n, protocol, dataset, budget, args, {}, timed=True)
+            base = row[names[0]].seconds
             sec = "not run" if c.seconds is None else f"{c.seconds:9.2f} s"
             ratio = f"({c.seconds / base:.2f}x)" if c.seconds is not None and base else ""
-            print(f"{budget:5d}  {n:8s}  {sec:>11s} {ratio:>8s}  {c.memory()}")
+            print(f"{budget:5d}  {n:8s}  {sec:>11s} {ratio:>8s}  {c.memory()}", flush=True)
         mdm, lors = row.get("mdm"), row.get("lors")
         if mdm and lors and mdm.seconds and lors.seconds:
             print(
@@ -264,7 +265,7 @@ def main() -> None:
         for n in args.grid_methods.split(","):
             for k in grid:
                 c = cost(n, protocol, dataset, args.grid_budget, args, {"syn_steps": str(k)}, timed=False)
-                print(f"{n:8s}  syn_steps {k:2d}  {c.memory()}")
+                print(f"{n:8s}  syn_steps {k:2d}  {c.memory()}", flush=True)
     if device.type == "cpu":
         print("\n# On a GPU: " + command.replace("--device cpu", "--device cuda"))
 

@@ -7,7 +7,9 @@
 #   benchmarks/tune_chunks.sh cpu mdm,mtt-vl,tesla,lors,repblend 100
 #
 # Create the file $TUNE_STOP (default /tmp/mdd-bench-tune.STOP) to stop it: the running trial is
-# interrupted (and re-run by the next call), the studies are committed.
+# interrupted (and re-run by the next call), the studies are committed. $TUNE_ARGS is added to the tune
+# command, e.g. TUNE_ARGS="--executor ray --workers 2" (two one-thread trials at a time: on 2 cores the
+# `cpu` protocol's trajectory steps run about as fast on one thread as on two).
 set -u
 cd "$(dirname "$0")/.."
 proto=$1 methods=$2 budgets=$3
@@ -22,7 +24,8 @@ commit() {
   git commit -qm "tuning under $proto: $methods at $budgets pairs, studies so far (benchmarks/tune_chunks.sh $proto $methods $budgets)" -- "$OUT" \
     && say "committed"
 }
-mdd-bench tune --methods "$methods" --protocol "$proto" --budgets "$budgets" --out "$OUT" --no-progress &
+# shellcheck disable=SC2086  # TUNE_ARGS is split into options on purpose
+mdd-bench tune --methods "$methods" --protocol "$proto" --budgets "$budgets" --out "$OUT" --no-progress ${TUNE_ARGS:-} &
 pid=$!
 waited=0
 while kill -0 "$pid" 2>/dev/null; do

@@ -1,0 +1,60 @@
+"""The fair re-run's comparison script (issue 32's note): a folder against itself changes nothing, the
+tie verdict reads the Welch interval, and the gain over the initial set is the one-sample t-interval."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+BENCH = Path(__file__).parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+spec = importlib.util.spec_from_file_location("fair_rerun", BENCH / "fair_rerun.py")
+fair = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = fair
+spec.loader.exec_module(fair)
+
+
+def frame(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    """Result rows as `load_frame` gives them: (method, metric) -> one value per seed, hard track."""
+    rows = [
+        {"protocol": "cpu", "track": "hard", "metric": metric, "source": True, "ablation_group": None,
+         "method": method, "budget": 100, "seed": seed, "value": v, "rep_std": 0.5, "repetitions": 5,
+         "deterministic": False}
+        for (method, metric), vs in values.items() for seed, v in enumerate(vs)
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_grid_against_itself_changes_nothing() -> None:
+    f = frame({("lors", "mean"): [20.0, 22.0, 21.0], ("mdm", "mean"): [27.0, 28.0, 26.0]})
+    text = fair.before_after(f, f, "cpu", "hard", 100)
+    assert "| lors | 21.0 ± 1.0 | 21.0 ± 1.0 | +0.0 ± " in text
+    assert "| tesla | -- | -- | -- |" in text  # not run: no number made up
+
+
+def test_tie_holds_only_inside_the_interval() -> None:
+    close = frame({("mdm", "mean"): [21.0, 22.0, 20.5], ("lors", "mean"): [20.0, 22.0, 21.0]})
+    apart = frame({("mdm", "mean"): [27.0, 28.0, 26.0], ("lors", "mean"): [20.0, 22.0, 21.0]})
+    assert "| mdm ≈ lors |" in fair.orderings(close, "cpu", "hard", 100)
+    assert (
+        fair.orderings(close, "cpu", "hard", 100)
+        .split("| mdm ≈ lors |")[1]
+        .split("\n")[0]
+        .endswith("holds |")
+    )
+    assert "does not hold |" in fair.orderings(apart, "cpu", "hard", 100)
+    assert "| lors > tesla | -- | not run yet |" in fair.orderings(apart, "cpu", "hard", 100)
+
+
+def test_initial_gain_is_the_one_sample_t_interval() -> None:
+    gains = [2.0, 3.5, 1.0]
+    f = frame({("mdm", "initial_gain"): gains, ("mdm", "initial_mean"): [20.0, 21.0, 22.0]})
+    ci = stats.ttest_1samp(gains, 0.0).confidence_interval(0.95)
+    text = fair.initial_gains(f, "cpu", 100)
+    mean, half = np.mean(gains), (ci.high - ci.low) / 2
+    assert f"| mdm | 21.0 ± 1.0 | {mean:+.1f} ± {half:.1f} (n=3) |" in text
+    assert not math.isnan(half)

@@ -1,16 +1,14 @@
 """What issue 32's fair re-run changed, from the committed result files: the numbers of its closing note.
 
-- before -> after per iterative method and track (seed mean ± sd, and the difference with a Welch 95%
-  interval): `--before` is the grid run with hand-set defaults, `--after` the re-run with the tuned values,
-  per-track selection and the plateau stop;
+(The before -> after table itself is the report's: `mdd-bench report --runs AFTER --before BEFORE`.)
 - each method's paired gain over its own initial set (after; hard track, the same seed's iteration-0 set
   trained the same way) with the 95% t-interval over seeds;
 - the papers' orderings (LoRS > TESLA > MTT-VL on Flickr30k, MDM ≈ LoRS) tested on the after runs;
 - the tuning each method got (trials complete / pruned / failed, best val, CPU hours) from the tuner's
   summary.json.
 
-    python benchmarks/fair_rerun.py --before reports/cpu/runs --after reports/cpu/runs-tuned \
-        --tuning reports/cpu/tuning/summary.json --budget 100
+    python benchmarks/fair_rerun.py --after reports/cpu/runs-tuned --tuning reports/cpu/tuning/summary.json \
+        --budget 100
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from findings_numbers import Sample, fmt, seed_values, table, values_of, welch, welch_samples
+from findings_numbers import Sample, fmt, seed_values, table, values_of, welch_samples
 from poster_claims import verdict
 from scipy import stats
 
@@ -35,16 +33,6 @@ ORDERINGS = (
     ("lors", "mtt-vl", "greater"),
     ("mdm", "lors", "tie"),
 )
-
-
-def before_after(before, after, protocol: str, track: str, budget: int) -> str:
-    old, new = seed_values(before, protocol, track), seed_values(after, protocol, track)
-    rows = []
-    for method in ITERATIVE:
-        a, b = values_of(new, method, budget), values_of(old, method, budget)
-        rows.append([method, fmt(b), fmt(a), welch(a, b).text()])
-    header = ["method", "before", "after", "after - before (Welch 95%)"]
-    return f"### {track} track, {budget} pairs: before -> after\n\n" + table(header, rows)
 
 
 def initial_gains(after, protocol: str, budget: int) -> str:
@@ -101,17 +89,15 @@ def tuning(summary: Path, budget: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", type=Path, default=Path("reports/cpu/runs"))
     parser.add_argument("--after", type=Path, required=True)
     parser.add_argument("--tuning", type=Path, default=Path("reports/cpu/tuning/summary.json"))
     parser.add_argument("--protocol", default="cpu")
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--tracks", default="hard,native")
     args = parser.parse_args()
-    before, after = load_frame(args.before), load_frame(args.after)
+    after = load_frame(args.after)
     tracks = args.tracks.split(",")
-    sections = [before_after(before, after, args.protocol, t, args.budget) for t in tracks]
-    sections.append(initial_gains(after, args.protocol, args.budget))
+    sections = [initial_gains(after, args.protocol, args.budget)]
     sections += [orderings(after, args.protocol, t, args.budget) for t in tracks]
     if args.tuning.is_file():
         sections.append(tuning(args.tuning, args.budget))

@@ -40,15 +40,37 @@ import click
 )
 @click.option("--gallery/--no-gallery", default=True, show_default=True,
               help="Draw the distilled sets on disk (off: the report reads result files only).")  # fmt: skip
+@click.option(
+    "--before",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of earlier results of the same protocols (e.g. the grid before tuning): adds a before -> "
+    "after table per track.",
+)
 def report_cmd(
-    runs: Path, out: Path | None, formats: str, track: str, baseline: str | None, interval: str, gallery: bool
+    runs: Path,
+    out: Path | None,
+    formats: str,
+    track: str,
+    baseline: str | None,
+    interval: str,
+    gallery: bool,
+    before: Path | None,
 ) -> None:
     """Tables (LaTeX, Markdown, CSV), figures and an HTML page from the result files under --runs."""
     from mdd_bench.report import parse_formats, write_report
 
     out = out if out is not None else runs / "report"
     paths = write_report(
-        runs, out, parse_formats(formats), track, baseline, log=click.echo, interval=interval, gallery=gallery
+        runs,
+        out,
+        parse_formats(formats),
+        track,
+        baseline,
+        log=click.echo,
+        interval=interval,
+        gallery=gallery,
+        before=before,
     )
     for path in paths:
         click.echo(f"wrote {path}")

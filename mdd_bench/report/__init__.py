@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import pandas as pd
+
 from mdd_bench.errors import MddError, unknown
 from mdd_bench.record import FULL_DATA
 from mdd_bench.report.figures import write_figures
@@ -62,14 +64,17 @@ def write_report(
     log: Callable[[str], None] = lambda _: None,
     interval: str = "std",
     gallery: bool = True,
+    before: Path | None = None,
 ) -> list[Path]:
     """Load every result under `runs` and write the requested formats under `out`; returns the paths.
 
     `gallery=False` leaves the distilled sets out (the galleries), so the output depends on the result
-    files alone: what a fresh checkout of committed runs (JSON only) regenerates byte for byte.
+    files alone: what a fresh checkout of committed runs (JSON only) regenerates byte for byte. `before`:
+    another folder of results (e.g. the grid before tuning) each protocol's before -> after table reads.
     """
     runs, out, formats = Path(runs), Path(out), set(formats)
     frame = load_frame(runs)
+    earlier = load_before(before, runs, frame) if before is not None else None
     tracks = sorted(set(frame["track"]) - {TIMING_TRACK})
     if track not in tracks:
         there = ", ".join(tracks) or "none"
@@ -98,7 +103,13 @@ def write_report(
         title = f"mdd-bench report: protocol {protocol}, {track} track"
         title = f"{title}. {RANDOM_WEIGHTS_NOTE}" if is_random(frame) else title
         lineage = lineages_of.get(protocol)
-        tables = build_tables(part, track, baseline, interval, lineage)
+        previous = None
+        if earlier is not None:
+            previous = earlier[earlier["protocol"] == protocol]
+            if previous.empty:
+                log(f"note --before {before} has no results of protocol {protocol}: no before -> after table")
+                previous = None
+        tables = build_tables(part, track, baseline, interval, lineage, previous)
         if lineage is not None and "csv" in formats:
             compared = protocol_comparison(lineage.frame, lineage.protocols, track)
             if compared is not None:
@@ -125,6 +136,30 @@ def write_report(
             written = {track: figures} if figures else {}
             page = folder / "report.html"
             paths.append(
-                write_html(page, part, runs, track, baseline, interval, written, galleries, pngs, lineage)
+                write_html(
+                    page, part, runs, track, baseline, interval, written, galleries, pngs, lineage, previous
+                )
             )
     return paths
+
+
+def load_before(before: Path, runs: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """The --before results, refused when they are not comparable: none there, the report's own folder, or
+    random-weight results beside real ones (a difference between them would read as a result)."""
+    if not Path(before).is_dir():
+        raise MddError(f"--before folder '{before}' does not exist. Pass a folder of result files.")
+    if Path(before).resolve() == Path(runs).resolve():
+        raise MddError(
+            f"--before '{before}' is the --runs folder itself. Pass the folder of the earlier run."
+        )
+    earlier = load_frame(before)
+    if earlier.empty:
+        raise MddError(
+            f"--before folder '{before}' holds no result files. Pass the folder of the earlier run."
+        )
+    if is_random(earlier) != is_random(frame):
+        raise MddError(
+            f"--before folder '{before}' and the results mix random-weight and real results; compare like "
+            "with like."
+        )
+    return earlier

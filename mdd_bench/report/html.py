@@ -97,12 +97,13 @@ def tables_by_track(
     baseline: str | None,
     interval: str,
     lineage: Lineage | None = None,
+    before: pd.DataFrame | None = None,
 ) -> list[tuple[str, dict[str | None, Table]]]:
     """Every table of every track, paired across tracks by name (`retrieval_hard` and `retrieval_native`
     are one entry); a table without the track in its name (timing) is shared, under None."""
     entries: dict[str, dict[str | None, Table]] = {}
     for track in tracks:
-        for table in build_tables(frame, track, baseline, interval, lineage):
+        for table in build_tables(frame, track, baseline, interval, lineage, before):
             suffix = f"_{track}"
             if table.name.endswith(suffix):
                 entries.setdefault(table.name[: -len(suffix)], {})[track] = table
@@ -250,10 +251,12 @@ def write_html(
     galleries: Iterable[Gallery] = (),
     gallery_pngs: dict[str, Path] | None = None,
     lineage: Lineage | None = None,
+    before: pd.DataFrame | None = None,
 ) -> Path:
     """The page of one protocol's results at `path`, opened on `track`; `figures` holds figures already
     written per track (the others are drawn for the page alone), `gallery_pngs` the PNG of each gallery
-    key that was written, `lineage` the protocols to compare it with (their result files are linked too)."""
+    key that was written, `lineage` the protocols to compare it with (their result files are linked too),
+    `before` the same protocol's results from another folder (the before -> after table)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     page_dir = path.parent
     present = set(frame["track"]) - {TIMING_TRACK}
@@ -281,7 +284,7 @@ def write_html(
         title, intro = f"{title}. {RANDOM_WEIGHTS_NOTE}", f"{RANDOM_WEIGHTS_NOTE} {intro}"
     page = render_page(
         title,
-        tables_by_track(frame, tracks, baseline, interval, lineage),
+        tables_by_track(frame, tracks, baseline, interval, lineage, before),
         figures_by_track(frame, tracks, figures or {}),
         shown,
         sources,

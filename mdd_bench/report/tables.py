@@ -379,6 +379,74 @@ def cross_arch_table(frame: pd.DataFrame, track: str) -> Table | None:
     return table
 
 
+# ------------------------------------------------------------------------------------- before -> after
+
+
+def welch_half(a: Stat, b: Stat) -> float:
+    """Half-width of the Welch 95% interval of mean(a) - mean(b) over seeds (t-quantile at the floor of the
+    Welch-Satterthwaite degrees of freedom, so never narrower than the exact one); NaN below 2 seeds each."""
+    if a.n < 2 or b.n < 2:
+        return math.nan
+    va, vb = a.std**2 / a.n, b.std**2 / b.n
+    if va + vb == 0.0:
+        return 0.0
+    dof = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
+    return t975(max(1, math.floor(dof))) * math.sqrt(va + vb)
+
+
+def before_after_table(before: pd.DataFrame, after: pd.DataFrame, track: str) -> Table | None:
+    """Rows budget x method (run in either folder), columns dataset x (Before, After: mean ± std over
+    seeds; Change: after - before ± the Welch 95% interval); the track's test mean recall on the source
+    encoders, main grid. None when the two share no (dataset, budget, method)."""
+
+    def stats_of(frame: pd.DataFrame) -> dict[tuple, Stat]:
+        df = _main(frame)
+        df = df[
+            (df["track"] == track) & df["source"] & (df["metric"] == "mean") & (df["method"] != FULL_DATA)
+        ]
+        return {
+            key: _stat(g["value"].to_numpy(dtype=float))
+            for key, g in df.groupby(["dataset", "budget", "method"], sort=False)
+        }
+
+    old, new = stats_of(before), stats_of(after)
+    if not set(old) & set(new):
+        return None
+    main = _main(after)
+    files = _files(main[main["track"] == track], ["dataset", "budget", "method"])
+    keys = set(old) | set(new)
+    methods = ordered_methods(pd.Series([k[2] for k in keys]))
+    datasets = ordered_datasets(pd.Series([k[0] for k in keys]))
+    budgets = sorted({k[1] for k in keys})
+    image, text = _source_pair(_main(after))
+    caption = (
+        f"Before -> after: each method's test mean recall (%, mean of IR@1/5/10 and TR@1/5/10; "
+        f"{TRACK_TEXT.get(track, track)}; source encoders {image} + {text}) in the results given as --before "
+        "(Before) and in these (After), mean ± std over distillation seeds; Change = After - Before ± the "
+        "half-width of the Welch 95% interval over seeds (none with fewer than 2 seeds on a side). "
+        f"Protocol {after['protocol'].iloc[0]}. – not run on that side."
+    )
+    columns = [("", "Pairs"), ("", "Method")]
+    for d in datasets:
+        columns += [(dataset_name(d), "Before"), (dataset_name(d), "After"), (dataset_name(d), "Change")]
+    table = Table(f"before_after_{track}", "Before -> after", caption, columns, labels=2)
+    for budget in budgets:
+        shown = [m for m in methods if any((d, budget, m) in keys for d in datasets)]
+        for k, method in enumerate(shown):
+            row = [Cell(text=str(budget) if k == 0 else ""), Cell(text=method_name(method))]
+            for d in datasets:
+                a, b = old.get((d, budget, method)), new.get((d, budget, method))
+                used = files.get((d, budget, method), ())
+                row += [_cell(a, 0), _cell(b, 0, sources=used)]
+                if a is None or b is None or not a.n or not b.n:
+                    row.append(Cell(mean=math.nan))
+                    continue
+                half = welch_half(b, a)
+                row.append(Cell(mean=b.mean - a.mean, std=half, signed=True, ci=half, sources=used))
+            table.add_row(row, new_group=k == 0)
+    return table
+
+
 # ------------------------------------------------------------------------------ gain over the initial set
 
 
@@ -908,11 +976,14 @@ def build_tables(
     baseline: str | None = None,
     interval: str = "std",
     lineage: Lineage | None = None,
+    before: pd.DataFrame | None = None,
 ) -> list[Table]:
     """Every table of one protocol's results, in the paper's order; with `lineage` (the protocol has
-    variants or a base among the results), the protocols compared last."""
+    variants or a base among the results), the protocols compared last; with `before` (the same
+    protocol's results from another folder, e.g. the grid before tuning), before -> after second."""
     tables = [
         retrieval_table(frame, track, interval),
+        before_after_table(before, frame, track) if before is not None else None,
         cross_arch_table(frame, track),
         initial_gain_table(frame),
         run_length_table(frame),

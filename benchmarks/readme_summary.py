@@ -4,8 +4,8 @@ neither can drift from the committed result files.
 Both files hold a block between `<!-- results:begin -->` and `<!-- results:end -->`:
 
 - README.md: the compact table only, the first section of `reports/cpu/summary.md` ("Retrieval at a
-  glance": both tracks' mean recall per budget, with its caption and footnotes), and a line pointing to
-  the docs' results page.
+  glance": both tracks' mean recall per budget, with its caption and footnotes), its "Tuning" section when
+  the grid ran tuned, and a line pointing to the docs' results page.
 - docs/results.md: everything, `reports/cpu/summary.md` (written by `mdd-bench report`), how long the
   committed grid took (`grid_time.py`), the per-iteration timing of `benchmarks/bench_trajectory.py`
   (`reports/cpu/bench_trajectory.txt`, one run on one machine, with its command), then evaluation time
@@ -68,10 +68,12 @@ def evaluation_and_runner(reports: Path) -> str:
 
 
 def glance(reports: Path) -> str:
-    """The first section of `summary.md`: the retrieval table with its caption and footnotes."""
+    """The first section of `summary.md` (the retrieval table with its caption and footnotes), and its
+    tuning section when the grid ran tuned, so the equal tuning budgets sit beside the numbers."""
     summary = (reports / "summary.md").read_text().strip()
-    first, *_ = summary.split("\n### ", 1)
-    return first.strip()
+    first, *rest = summary.split("\n### ")
+    tuning = [f"### {s.strip()}" for s in rest if s.startswith("Tuning")]
+    return "\n\n".join([first.strip(), *tuning])
 
 
 def block(reports: Path) -> str:

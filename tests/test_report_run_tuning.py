@@ -292,3 +292,28 @@ def test_the_tables_are_on_the_page(runs: Path, tmp_path: Path) -> None:
         assert page.count(f'id="s-{key}"') == 1  # one shared section, not one per track
         assert f"<h2>{title} <small" in page
     assert "0 (nothing to tune)" in page and f"MDM{STILL_RISING}" in page
+
+
+def test_the_summary_and_the_readme_glance_carry_the_tuning(runs: Path, tmp_path: Path) -> None:
+    """The tuning sits beside the retrieval table on the first screen (summary.md, README's block)."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location("readme_summary", bench / "readme_summary.py")
+    readme = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme)
+    write_report(runs, tmp_path / "out", ["markdown"], gallery=False)
+    summary = (tmp_path / "out" / PROTOCOL / "summary.md").read_text()
+    assert summary.index("### Retrieval at a glance") < summary.index("### Tuning")
+    glance = readme.glance(tmp_path / "out" / PROTOCOL)
+    assert (
+        glance.startswith("### Retrieval at a glance") and "### Tuning" in glance and " untuned |" in glance
+    )
+    assert "### Distillation cost" not in glance
+    untuned = tmp_path / "untuned"
+    for seed in range(2):
+        write(untuned, result("lors", 100, seed, (400, 300, "plateau"), tuning=None))
+    write_report(untuned, tmp_path / "plain", ["markdown"], gallery=False)
+    assert "### Tuning" not in readme.glance(tmp_path / "plain" / PROTOCOL)

@@ -26,6 +26,7 @@ from mdd_bench.report.tables import (
     _seeds_text,
     _stat,
     _timing_per_seed,
+    tuning_table,
 )
 
 TRACKS = ("hard", "native")
@@ -123,8 +124,11 @@ def summary_cost(frame: pd.DataFrame) -> Table | None:
 
 
 def write_summary(path: Path, frame: pd.DataFrame, interval: str = "std") -> Path | None:
-    """Both summary tables as one Markdown file (level-3 headings, to sit inside another page)."""
-    tables = [t for t in (summary_retrieval(frame, interval), summary_cost(frame)) if t is not None]
+    """The summary tables as one Markdown file (level-3 headings, to sit inside another page): retrieval,
+    then, when the grid ran tuned, the tuning each cell got (so a reader sees the budgets were equal),
+    then cost."""
+    found = (summary_retrieval(frame, interval), tuning_table(frame), summary_cost(frame))
+    tables = [t for t in found if t is not None]
     tables = mark_tables(tables, frame)
     if not tables:
         return None

@@ -5,6 +5,9 @@ last successful attempt in its `.log`, or, for older cells with neither, an esti
 distillation seconds plus its evaluations (tracks x encoder pairs x repetitions, and the native
 random baseline) times the per-repetition time `bench_eval.py` measured for that pair and budget.
 
+With `--tuning SUMMARY` (the `summary.json` that `mdd-bench tune` writes), the tuning the grid's settings
+came from is counted too, per method: the CPU hours of every trial and the wall hours of the studies.
+
     python benchmarks/grid_time.py --runs reports/cpu/runs --bench reports/cpu/bench_eval.txt
 """
 
@@ -123,6 +126,27 @@ def grid_time(runs: Path, bench: Path) -> GridTime:
     return total
 
 
+def tuning_hours(summary: Path) -> dict[str, tuple[float, float]]:
+    """method -> (CPU hours, wall hours) summed over its studies (every budget) in a tuner's summary.json."""
+    hours: dict[str, tuple[float, float]] = {}
+    for study in json.loads(summary.read_text())["studies"]:
+        cpu, wall = hours.get(study["method"], (0.0, 0.0))
+        hours[study["method"]] = (
+            cpu + float(study["cpu_hours"]),
+            wall + float(study.get("wall_hours") or 0.0),
+        )
+    return hours
+
+
+def tuning_sentence(hours: dict[str, tuple[float, float]]) -> str:
+    each = ", ".join(f"{m} {cpu:.1f}" for m, (cpu, _) in hours.items())
+    cpu, wall = sum(c for c, _ in hours.values()), sum(w for _, w in hours.values())
+    return (
+        f"**Tuning:** {cpu:.1f} CPU hours over every trial ({each}), {wall:.1f} h of wall time on the same "
+        "machine (`mdd-bench tune`, the same trials per method)."
+    )
+
+
 def sentence(t: GridTime) -> str:
     hours = {k: v / 3600 for k, v in t.seconds.items()}
     distill = hours.get("distill", 0.0)
@@ -143,12 +167,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("reports/cpu/runs"))
     parser.add_argument("--bench", type=Path, default=Path("reports/cpu/bench_eval.txt"))
+    parser.add_argument("--tuning", type=Path, default=None, help="a tuner's summary.json")
     args = parser.parse_args()
     t = grid_time(args.runs, args.bench)
     for stage, seconds in sorted(t.seconds.items(), key=lambda kv: -kv[1]):
         print(f"{stage:<20} {seconds / 3600:6.2f} h")
     print(f"{'total':<20} {t.total_s / 3600:6.2f} h  cells: {dict(t.cells)}")
     print(sentence(t))
+    if args.tuning is not None:
+        print(tuning_sentence(tuning_hours(args.tuning)))
 
 
 if __name__ == "__main__":

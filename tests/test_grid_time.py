@@ -77,3 +77,17 @@ def test_an_unfinished_last_attempt_is_not_a_cost_record(tmp_path):
     log.write_text("T start m\nT   distill: 5.0 s\nT done: x\nT start m\nT   distill: 7.0 s\n")
     assert grid_time.log_stages(log) is None
     assert grid_time.log_stages(tmp_path / "missing.log") is None
+
+
+def test_tuning_hours_sum_each_methods_studies(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.json"
+    studies = [
+        {"method": "mdm", "budget": 100, "cpu_hours": 1.25, "wall_hours": 0.75},
+        {"method": "mdm", "budget": 200, "cpu_hours": 2.0, "wall_hours": None},  # a study still starting
+        {"method": "lors", "budget": 100, "cpu_hours": 3.5, "wall_hours": 2.0},
+    ]
+    summary.write_text(json.dumps({"studies": studies}))
+    hours = grid_time.tuning_hours(summary)
+    assert hours == {"mdm": (3.25, 0.75), "lors": (3.5, 2.0)}
+    text = grid_time.tuning_sentence(hours)
+    assert "6.8 CPU hours" in text and "mdm 3.2" in text and "lors 3.5" in text and "2.8 h of wall" in text

@@ -1,5 +1,7 @@
 """What issue 32's fair re-run changed, from the committed result files: the numbers of its closing note.
 
+- each method's rank among the iterative methods before and after (by seed-mean recall), its move, and
+  Kendall's tau between the two orders: the cost of unequal tuning, as a number;
 (The before -> after table itself is the report's: `mdd-bench report --runs AFTER --before BEFORE`.)
 - each method's paired gain over its own initial set (after; hard track, the same seed's iteration-0 set
   trained the same way) with the 95% t-interval over seeds;
@@ -7,8 +9,8 @@
 - the tuning each method got (trials complete / pruned / failed, best val, CPU hours) from the tuner's
   summary.json.
 
-    python benchmarks/fair_rerun.py --after reports/cpu/runs-tuned --tuning reports/cpu/tuning/summary.json \
-        --budget 100
+    python benchmarks/fair_rerun.py --before reports/cpu/runs --after reports/cpu/runs-tuned \
+        --tuning reports/cpu/tuning/summary.json --budget 100
 """
 
 from __future__ import annotations
@@ -68,6 +70,33 @@ def orderings(after, protocol: str, track: str, budget: int) -> str:
     return f"### The papers' orderings, {track} track, {budget} pairs (after)\n\n" + table(header, rows)
 
 
+def ranks(before, after, protocol: str, track: str, budget: int) -> str:
+    """Rank (1 = best seed-mean recall) of each iterative method run on both sides, and Kendall's tau."""
+    old, new = seed_values(before, protocol, track), seed_values(after, protocol, track)
+    means = {}
+    for method in ITERATIVE:
+        a, b = values_of(old, method, budget), values_of(new, method, budget)
+        if len(a[~np.isnan(a)]) and len(b[~np.isnan(b)]):
+            means[method] = (float(np.nanmean(a)), float(np.nanmean(b)))
+    if len(means) < 2:
+        return f"### Ranks, {track} track, {budget} pairs: fewer than 2 methods on both sides"
+    order = list(means)
+    rank_before = {m: r + 1 for r, m in enumerate(sorted(order, key=lambda m: -means[m][0]))}
+    rank_after = {m: r + 1 for r, m in enumerate(sorted(order, key=lambda m: -means[m][1]))}
+    rows = [
+        [m, f"{means[m][0]:.1f} ({rank_before[m]})", f"{means[m][1]:.1f} ({rank_after[m]})",
+         f"{rank_before[m] - rank_after[m]:+d}"]
+        for m in sorted(order, key=lambda m: rank_after[m])
+    ]  # fmt: skip
+    tau = stats.kendalltau([rank_before[m] for m in order], [rank_after[m] for m in order]).statistic
+    moved = sum(abs(rank_before[m] - rank_after[m]) for m in order)
+    header = ["method", "before (rank)", "after (rank)", "places up"]
+    return (
+        f"### Ranks, {track} track, {budget} pairs: Kendall's tau before/after {tau:+.2f}, "
+        f"{moved} places moved in all\n\n" + table(header, rows)
+    )
+
+
 def tuning(summary: Path, budget: int) -> str:
     studies = json.loads(summary.read_text())["studies"]
     rows = []
@@ -89,15 +118,17 @@ def tuning(summary: Path, budget: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", type=Path, default=Path("reports/cpu/runs"))
     parser.add_argument("--after", type=Path, required=True)
     parser.add_argument("--tuning", type=Path, default=Path("reports/cpu/tuning/summary.json"))
     parser.add_argument("--protocol", default="cpu")
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--tracks", default="hard,native")
     args = parser.parse_args()
-    after = load_frame(args.after)
+    before, after = load_frame(args.before), load_frame(args.after)
     tracks = args.tracks.split(",")
     sections = [initial_gains(after, args.protocol, args.budget)]
+    sections += [ranks(before, after, args.protocol, t, args.budget) for t in tracks]
     sections += [orderings(after, args.protocol, t, args.budget) for t in tracks]
     if args.tuning.is_file():
         sections.append(tuning(args.tuning, args.budget))

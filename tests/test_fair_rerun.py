@@ -51,3 +51,17 @@ def test_initial_gain_is_the_one_sample_t_interval() -> None:
     mean, half = np.mean(gains), (ci.high - ci.low) / 2
     assert f"| mdm | 21.0 ± 1.0 | {mean:+.1f} ± {half:.1f} (n=3) |" in text
     assert not math.isnan(half)
+
+
+def test_ranks_move_and_kendall_tau() -> None:
+    before = frame(
+        {("lors", "mean"): [20.0, 21.0], ("tesla", "mean"): [15.0, 16.0], ("mdm", "mean"): [27.0, 26.0]}
+    )
+    after = frame(
+        {("lors", "mean"): [28.0, 29.0], ("tesla", "mean"): [16.0, 17.0], ("mdm", "mean"): [26.0, 27.0]}
+    )
+    text = fair.ranks(before, after, "cpu", "hard", 100)
+    assert "| lors | 20.5 (2) | 28.5 (1) | +1 |" in text and "| mdm | 26.5 (1) | 26.5 (2) | -1 |" in text
+    assert "| tesla | 15.5 (3) | 16.5 (3) | +0 |" in text
+    assert "tau before/after +0.33, 2 places moved" in text  # one swapped pair of three
+    assert "fewer than 2 methods" in fair.ranks(before, frame({("lors", "mean"): [1.0]}), "cpu", "hard", 100)

@@ -142,7 +142,7 @@ def fwd_bwd_floor(run) -> None:
     MTT-VL's), the first pass into theta with the trajectory loss, the last into theta and the data."""
     _, _, theta, step_loss, first, leaves = _floor_inputs(run)
     params = list(theta.values())
-    if run.method.gradient == "tesla":
+    if run.gradient == "tesla":
         for k in range(run.hp.syn_steps):
             torch.autograd.grad(first(theta, k), params)
     for k in range(run.hp.syn_steps):
@@ -155,7 +155,7 @@ def autograd_floor(run) -> None:
     <c, g_k> into the data), or MTT-VL's unroll with create_graph and one backward through it."""
     start, target, theta, step_loss, first, leaves = _floor_inputs(run)
     keys, steps = list(theta), run.hp.syn_steps
-    if run.method.gradient == "tesla":
+    if run.gradient == "tesla":
         eta = {m: float(run.lrs[m].detach()) for m in keys}
         coefficient = {m: target[m] - start[m] for m in keys}
         for loss_at, second in ((first, False), (step_loss, True)):

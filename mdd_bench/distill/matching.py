@@ -14,6 +14,13 @@ to bring the student's end point to theta_T (`trajectory.match_distance`). What 
 
 A method file sets those class attributes and its per-protocol defaults; a method whose student steps
 differ (RepBlend) subclasses `TrajectoryRun` and overrides `step_losses`.
+
+The gradient, the student loss and the towers are also hyper-parameters (`"method"`: the class's own), so
+one switch can be flipped alone with every other setting kept: each method's `factors` ablation group
+(`mdd-bench ablate METHOD --groups factors`) flips each of its switches in turn, plus the method's own
+extras (LoRS: the identity similarity; RepBlend: no blending). Which switch carries a method's gain or
+loss is then a table, not a guess. Towers are not flipped for RepBlend, whose blended student steps
+need the frozen encoder's features.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from mdd_bench.distill.trajectory import (
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError
 from mdd_bench.evaluation.training import batch_loss
-from mdd_bench.models.dual import BACKBONE
+from mdd_bench.models.dual import BACKBONE, FROZEN
 from mdd_bench.search_space import Choice, Float, Int
 
 
@@ -67,6 +74,10 @@ class TrajectoryHParams(HParams):
     normaliser: Literal["per-modality", "shared"] = "per-modality"
     temperature: float = 0.0  # the student's; 0 means the protocol's (the experts' and evaluation's)
     data_init: Literal["random", "noise"] = "random"
+    # Factor switches: "method" keeps the method's own (its class attribute of the same name).
+    gradient: Literal["method", "unroll", "tesla"] = "method"
+    student_loss: Literal["method", "infonce", "wbce"] = "method"
+    towers: Literal["method", "backbone+text-head", "frozen-backbone+heads"] = "method"
 
 
 # Every trajectory method's `smoke` settings: a few short steps (tests only).
@@ -106,6 +117,29 @@ TRAJECTORY_SPACES: dict[str, dict[str, Any]] = {
 }
 
 
+# Display names of the factor table's variants.
+FACTOR_LABELS = {
+    ("gradient", "unroll"): "Gradient: full unroll",
+    ("gradient", "tesla"): "Gradient: constant memory",
+    ("student_loss", "infonce"): "Student loss: InfoNCE",
+    ("student_loss", "wbce"): "Student loss: WBCE",
+    ("towers", BACKBONE): "Towers: trainable backbone",
+    ("towers", FROZEN): "Towers: frozen backbone + heads",
+}
+FLIPS = {"gradient": ("unroll", "tesla"), "student_loss": ("infonce", "wbce"), "towers": (BACKBONE, FROZEN)}
+
+
+def factor_variants(cls: type[TrajectoryMatching]) -> dict[str, dict[str, Any]]:
+    """The `factors` ablation group: the method as configured, then each switch flipped alone."""
+    variants: dict[str, dict[str, Any]] = {"As configured": {}}
+    for switch, values in FLIPS.items():
+        if switch == "towers" and cls.make_run is not TrajectoryMatching.make_run:
+            continue  # its own student steps (RepBlend's blending) need its towers
+        other = next(v for v in values if v != getattr(cls, switch))
+        variants[FACTOR_LABELS[(switch, other)]] = {switch: other}
+    return {**variants, **cls.extra_factors}
+
+
 class TrajectoryMatching(Method):
     family = "trajectory-matching"
     artifacts = ("text_features", "experts")
@@ -117,6 +151,18 @@ class TrajectoryMatching(Method):
     # What the experts and the student train (`models.dual.TOWERS`); with a frozen backbone the method
     # must declare the `head_experts` artifact instead of `experts`.
     towers: ClassVar[str] = BACKBONE
+    # Flips of the method's own extras added to its `factors` group (variant name -> overrides).
+    extra_factors: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "ablations" not in cls.__dict__:
+            cls.ablations = {"factors": factor_variants(cls)}
+
+    def switch(self, name: str) -> str:
+        """A factor switch as this run uses it: the hyper-parameter when set, else the method's own."""
+        value = getattr(self.hparams, name)
+        return getattr(type(self), name) if value == "method" else value
 
     def make_run(self, ctx: DistillContext, budget: int) -> TrajectoryRun:
         """One run's state; a method with its own student steps returns a `TrajectoryRun` subclass."""
@@ -138,9 +184,9 @@ class TrajectoryMatching(Method):
         provenance = {
             "data_init": hp.data_init,
             "init_indices": run.chosen,
-            "eval_loss": self.student_loss,
+            "eval_loss": run.student_loss,
             "similarity": run.similarity.kind,
-            "towers": self.towers,  # whose step sizes lr_img/lr_txt are (evaluation/evaluator.py)
+            "towers": run.towers,  # whose step sizes lr_img/lr_txt are (evaluation/evaluator.py)
             "eval_dsa": self.native_dsa,  # the native track's DSA, on native val as on test
         }
         loop = DistillLoop(ctx, run.syn, hp.iterations, provenance, desc=self.name)
@@ -172,8 +218,15 @@ class TrajectoryRun:
         self.hp, self.method, self.ctx = hp, method, ctx
         if hp.syn_steps < 1 or hp.syn_batch < 2:
             raise MddError("syn_steps must be >= 1 and syn_batch >= 2 (a contrastive step needs two pairs).")
+        self.gradient, self.student_loss = method.switch("gradient"), method.switch("student_loss")
+        self.towers = method.switch("towers")
+        if self.towers != type(method).towers and type(self) is not TrajectoryRun:
+            raise MddError(
+                f"{method.name}.towers={self.towers}: its own student steps need its towers "
+                f"({type(method).towers}). Leave towers at 'method'."
+            )
         ws = ctx.workspace
-        bank = ExpertBank(ctx.experts(method.towers), ctx.device)
+        bank = ExpertBank(ctx.experts(self.towers), ctx.device)
         images, texts, self.chosen = initial_pairs(ws, budget, hp.data_init, ctx.seed)
         self.syn = SyntheticSet(images, texts, ctx.device)
         generator = torch.Generator().manual_seed(ctx.seed + 53)
@@ -190,7 +243,7 @@ class TrajectoryRun:
             [(list(self.lrs.values()), hp.lr_lr), (self.similarity.params, method.similarity_lr())],
         )
         self.student = FunctionalStudent(
-            ws.fresh_model(ctx.seed + 61, towers=method.towers).train(), bank.layout
+            ws.fresh_model(ctx.seed + 61, towers=self.towers).train(), bank.layout
         )
         self.sampler = TrajectorySampler(bank, hp.max_start_epoch, hp.expert_epochs, ctx.seed)
         self.schedule = BatchSchedule(self.syn.size, hp.syn_batch, method.batch_order, ctx.seed + 67)
@@ -200,7 +253,7 @@ class TrajectoryRun:
         self.per_modality: list[dict[str, float]] = []
 
     def step_loss(self, batches: list[torch.Tensor]):
-        syn, loss_name = self.syn, self.method.student_loss
+        syn, loss_name = self.syn, self.student_loss
 
         def loss_at(theta, k: int) -> torch.Tensor:
             idx = batches[k].to(syn.device)
@@ -219,7 +272,7 @@ class TrajectoryRun:
         _, _, start, target = self.sampler.next()
         loss_at, trajectory_loss = self.step_losses(self.schedule.steps(hp.syn_steps))
         self.optimiser.zero_grad(set_to_none=True)
-        if self.method.gradient == "unroll":
+        if self.gradient == "unroll":
             final = unroll(loss_at, start, self.lrs, hp.syn_steps, create_graph=True)
             loss = match_distance(final, start, target, hp.normaliser)
             loss.backward()

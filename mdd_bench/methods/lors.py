@@ -48,7 +48,7 @@ SPACES = {
 
 @dataclass
 class LoRSHParams(TrajectoryHParams):
-    similarity: Literal["low-rank", "full"] = "low-rank"
+    similarity: Literal["low-rank", "full", "identity"] = "low-rank"  # identity: TESLA's targets
     sim_rank: int = 10
     sim_alpha: float = 1.0
     lr_sim: float = 10.0
@@ -63,6 +63,7 @@ class LoRS(TESLA):
     native_dsa = False
     hparams_class = LoRSHParams
     search_space = SPACES
+    extra_factors: ClassVar[dict[str, dict[str, Any]]] = {"Similarity: identity": {"similarity": "identity"}}
     defaults: ClassVar[dict[str, dict[str, Any]]] = {
         # TESLA's cpu data lrs, then lr_sim chosen on val at 100 pairs, seed 0 (best native val mean recall
         # over 300 iterations; initial set 16.8): lr_sim 1: 23.4 (at 100), 10: 22.6 (at 100), 100: never

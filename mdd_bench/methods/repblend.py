@@ -80,6 +80,10 @@ class RepBlend(LoRS):
     towers = FROZEN
     artifacts = ("text_features", "head_experts")
     hparams_class = RepBlendHParams
+    extra_factors: ClassVar[dict[str, dict[str, Any]]] = {
+        **LoRS.extra_factors,
+        "Blending: off": {"blend_alpha": 0.0},
+    }
     # LoRS's ranges plus the blend's Beta(alpha, alpha) (1: uniform lam; small: near-unblended).
     search_space = {
         name: {**space, "blend_alpha": Float(0.1, 3.0, log=True)} if name != "smoke" else space
@@ -117,7 +121,7 @@ class BlendRun(TrajectoryRun):
 
     def step_losses(self, batches: list[torch.Tensor]) -> tuple[StepLoss, StepLoss]:
         plans = self.blends.plans(batches)
-        syn, student, loss_name = self.syn, self.student, self.method.student_loss
+        syn, student, loss_name = self.syn, self.student, self.student_loss
 
         def loss(theta, k: int, graph: bool) -> torch.Tensor:
             idx = batches[k].to(syn.device)

@@ -3,17 +3,10 @@ computed by hand, with a tensor saved by several operations counted once when `u
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import torch
+from bench_scripts import load_bench
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-spec = importlib.util.spec_from_file_location("bench_trajectory", BENCH / "bench_trajectory.py")
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+bench = load_bench("bench_trajectory")
 
 
 def test_a_tensor_saved_twice_is_counted_once_when_unique() -> None:

@@ -9,11 +9,11 @@ and be regenerated, not match.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from bench_scripts import load_bench
 
 from mdd_bench.report import write_report
 
@@ -46,9 +46,7 @@ def test_committed_reports_regenerate_from_committed_runs(regenerated: tuple[Pat
 def test_readme_first_screen_is_the_committed_summary() -> None:
     """README's block is the retrieval table at a glance; docs/results.md's is everything (both tracks,
     the cost, the grid's time, the one-run benchmarks): each equals what the script regenerates."""
-    spec = importlib.util.spec_from_file_location("readme_summary", REPO / "benchmarks" / "readme_summary.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("readme_summary")
     readme = (REPO / "README.md").read_text()
     page = (REPO / "docs" / "results.md").read_text()
     assert module.updated(readme, REPORTS / "cpu") == readme, "run python benchmarks/readme_summary.py"

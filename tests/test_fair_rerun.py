@@ -1,21 +1,14 @@
 """The fair re-run's comparison script (issue 32's note): the tie verdict reads the Welch interval, and the
 gain over the initial set is the one-sample t-interval."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_scripts import load_bench
 from scipy import stats
 
-BENCH = Path(__file__).parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-spec = importlib.util.spec_from_file_location("fair_rerun", BENCH / "fair_rerun.py")
-fair = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = fair
-spec.loader.exec_module(fair)
+fair = load_bench("fair_rerun")
 
 
 def frame(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:

@@ -1,6 +1,5 @@
 """The FINDINGS script's seed comparison: Welch's interval against scipy's own, and degenerate input."""
 
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -8,14 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from bench_scripts import load_bench
 from scipy import stats
 
-spec = importlib.util.spec_from_file_location(
-    "findings_numbers", Path(__file__).parents[1] / "benchmarks" / "findings_numbers.py"
-)
-findings = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = findings  # dataclasses look their module up
-spec.loader.exec_module(findings)
+findings = load_bench("findings_numbers")
 
 
 def test_welch_matches_scipy_interval():

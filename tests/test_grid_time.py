@@ -1,19 +1,13 @@
 """grid_time: a cell's cost from its recorded stages, else its log's last finished attempt, else an
 estimate from its evaluation count; the full-data upper bound is left out."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from bench_scripts import load_bench
 
-BENCH = Path(__file__).parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-spec = importlib.util.spec_from_file_location("grid_time", BENCH / "grid_time.py")
-grid_time = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = grid_time
-spec.loader.exec_module(grid_time)
+grid_time = load_bench("grid_time")
 
 BENCH_EVAL = """# python benchmarks/bench_eval.py ...
 cpu img + txt: one repetition of a 100-pair set (100 epochs + test scoring) takes 10.0-30.0 s with 2 threads

@@ -296,14 +296,9 @@ def test_the_tables_are_on_the_page(runs: Path, tmp_path: Path) -> None:
 
 def test_the_summary_and_the_readme_glance_carry_the_tuning(runs: Path, tmp_path: Path) -> None:
     """The tuning sits beside the retrieval table on the first screen (summary.md, README's block)."""
-    import importlib.util
-    import sys
+    from bench_scripts import load_bench
 
-    bench = Path(__file__).parents[1] / "benchmarks"
-    sys.path.insert(0, str(bench))
-    spec = importlib.util.spec_from_file_location("readme_summary", bench / "readme_summary.py")
-    readme = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(readme)
+    readme = load_bench("readme_summary")
     write_report(runs, tmp_path / "out", ["markdown"], gallery=False)
     summary = (tmp_path / "out" / PROTOCOL / "summary.md").read_text()
     assert summary.index("### Retrieval at a glance") < summary.index("### Tuning")

@@ -127,6 +127,11 @@ def _files(df: pd.DataFrame, keys: list[str]) -> dict[tuple, tuple[str, ...]]:
     return {key: tuple(sorted(set(g["file"]))) for key, g in df.groupby(keys, sort=False)}
 
 
+def _pairs_method_columns(datasets: list[str], headers: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Pairs and Method labels, then `headers` under each dataset (tables whose rows are budget x method)."""
+    return [("", "Pairs"), ("", "Method")] + [(dataset_name(d), h) for d in datasets for h in headers]
+
+
 def _main(frame: pd.DataFrame) -> pd.DataFrame:
     """Cells of the main grid: not part of an ablation."""
     return frame[frame["ablation_group"] == ""]
@@ -426,9 +431,7 @@ def before_after_table(before: pd.DataFrame, after: pd.DataFrame, track: str) ->
         "half-width of the Welch 95% interval over seeds (none with fewer than 2 seeds on a side). "
         f"Protocol {after['protocol'].iloc[0]}. – not run on that side."
     )
-    columns = [("", "Pairs"), ("", "Method")]
-    for d in datasets:
-        columns += [(dataset_name(d), "Before"), (dataset_name(d), "After"), (dataset_name(d), "Change")]
+    columns = _pairs_method_columns(datasets, ("Before", "After", "Change"))
     table = Table(f"before_after_{track}", "Before -> after", caption, columns, labels=2)
     for budget in budgets:
         shown = [m for m in methods if any((d, budget, m) in keys for d in datasets)]
@@ -479,9 +482,7 @@ def initial_gain_table(frame: pd.DataFrame) -> Table | None:
         "± the 95% t-interval of that mean (n - 1 degrees of freedom; none with one seed); Seeds = n; "
         f"Iteration 0 = the initial set's mean recall. Protocol {frame['protocol'].iloc[0]}. – not run."
     )
-    columns = [("", "Pairs"), ("", "Method")]
-    for d in datasets:
-        columns += [(dataset_name(d), "Gain"), (dataset_name(d), "Seeds"), (dataset_name(d), "Iteration 0")]
+    columns = _pairs_method_columns(datasets, ("Gain", "Seeds", "Iteration 0"))
     table = Table("initial_gain", "Gain over the initial set", caption, columns, labels=2)
     for budget in budgets:
         shown = [m for m in methods if any((d, budget, m) in files for d in datasets)]

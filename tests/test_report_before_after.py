@@ -96,3 +96,16 @@ def test_random_weight_results_are_not_compared_with_real_ones(
         cli, ["report", "--runs", str(after), "--before", str(before), "--format", "markdown"]
     )
     assert out.exit_code != 0 and "mix random-weight and real results" in out.output
+
+
+def test_constant_seeds_and_single_seeds(tmp_path: Path) -> None:
+    """Degenerate input: equal seeds on both sides change by 0 ± 0 (no spread, nothing to widen it); one
+    seed on a side gives a change without an interval, never a made-up one."""
+    same = {("lors", 100): [20.0, 20.0, 20.0], ("mdm", 100): [25.0]}
+    before = load_frame(folder(tmp_path / "b", same))
+    after = load_frame(folder(tmp_path / "a", {("lors", 100): [20.0, 20.0], ("mdm", 100): [27.0, 26.0]}))
+    table = before_after_table(before, after, "hard")
+    change = table.column("Flickr8k", "Change")
+    lors, mdm = table.find_row("100", "LoRS")[change], table.find_row("100", "MDM")[change]
+    assert (lors.mean, lors.std) == (0.0, 0.0)
+    assert mdm.mean == pytest.approx(1.5) and math.isnan(mdm.std)

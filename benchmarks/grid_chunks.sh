@@ -10,7 +10,9 @@
 # Create the file $GRID_STOP (default /tmp/mdd-bench-grid.STOP) to stop before the next chunk.
 # $GRID_RUNS (default reports/cpu/runs) is the results folder; $GRID_TUNED (default packaged) is passed
 # as --tuned. A results folder other than the default gets its report in $GRID_RUNS/report, and the
-# README and FINDINGS (which quote the default folder) are left alone.
+# README and FINDINGS (which quote the default folder) are left alone. $GRID_ARGS is added to each run, e.g.
+# GRID_ARGS="--executor ray --cpus-per-task 1" with a chunk of several seeds (SEED = 0,1,2): two one-thread
+# cells at a time, which on 2 cores finish about twice as fast as one two-thread cell after another.
 set -u
 cd "$(dirname "$0")/.."
 STOP=${GRID_STOP:-/tmp/mdd-bench-grid.STOP}
@@ -25,6 +27,7 @@ for spec in "$@"; do
   cmd="mdd-bench run --protocol $proto --methods $methods --budgets $budget --seeds $seed --archs $archs"
   cmd+=" --tracks hard,native --tuned $TUNED --out $RUNS"
   [ "$archs" = all ] && cmd+=" --redistill-missing-sets"
+  cmd+=" ${GRID_ARGS:-}"
   say "chunk: $cmd"
   $cmd
   say "run exit $?"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the reference grid in resumable chunks, one `mdd-bench run` each (finished cells are skipped), and
-# after each chunk regenerate the reports and commit the new result files, so a stopped session loses at
-# most the chunk it was in. How `reports/cpu/runs/` was filled.
+# after each chunk regenerate the reports (and the page's screenshot, tests/test_committed_page.py) and
+# commit the new result files, so a stopped session loses at most the chunk it was in. How
+# `reports/cpu/runs/` was filled.
 #
 #   benchmarks/grid_chunks.sh PROTOCOL:METHODS:BUDGET:SEED[:ARCHS] ...
 #   benchmarks/grid_chunks.sh cpu-frozen:random,repblend,lors:200:0 cpu:mdm:100:0:all
@@ -34,7 +35,8 @@ for spec in "$@"; do
   [ -z "$(git status --porcelain "$RUNS")" ] && continue
   if [ "$RUNS" = reports/cpu/runs ]; then
     mdd-bench report --runs "$RUNS" --out reports --no-gallery \
-      && python benchmarks/readme_summary.py && python benchmarks/findings.py
+      && python benchmarks/readme_summary.py && python benchmarks/findings.py \
+      && MDD_BENCH_SCREENSHOT=1 python -m pytest -q -p no:cacheprovider tests/test_committed_page.py
     say "report exit $?"
     git add reports README.md docs/results.md
   else

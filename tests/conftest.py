@@ -1,8 +1,11 @@
-"""Every test session gets its own MDD_BENCH_HOME so caches never leak between runs."""
+"""Every test session gets its own MDD_BENCH_HOME so caches never leak between runs; browser tests share
+one way to find and start a headless Chromium."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +33,29 @@ def smoke():
 
     protocol = load_protocol("smoke")
     return protocol, load_dataset("shapes", protocol, progress=False)
+
+
+def _chromium() -> str | None:
+    for candidate in (os.environ.get("MDD_BENCH_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright, one per test module. Without Chromium a browser test skips,
+    unless MDD_BENCH_REQUIRE_BROWSER is set (CI sets it)."""
+    executable = _chromium()
+    if executable is None:
+        if os.environ.get("MDD_BENCH_REQUIRE_BROWSER"):
+            pytest.fail(
+                "MDD_BENCH_REQUIRE_BROWSER is set but no chromium was found (apt-get install chromium)"
+            )
+        pytest.skip("no chromium found (apt-get install chromium); set MDD_BENCH_REQUIRE_BROWSER to fail")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable)
+        yield launched
+        launched.close()

@@ -9,8 +9,6 @@ Without Chromium the browser test skips, unless MDD_BENCH_REQUIRE_BROWSER is set
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import statistics
 from html.parser import HTMLParser
 from pathlib import Path
@@ -250,30 +248,6 @@ def test_page_shows_the_same_cells_as_the_other_formats(page: Path, smoke_runs: 
                 expected = [c.plain() for c in row]
                 assert [p for p, e in zip(printed, expected, strict=True) if e] == [e for e in expected if e]
     assert sorted(parser.tables) == sorted(names)
-
-
-def _chromium() -> str | None:
-    for candidate in (os.environ.get("MDD_BENCH_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = _chromium()
-    if executable is None:
-        if os.environ.get("MDD_BENCH_REQUIRE_BROWSER"):
-            pytest.fail(
-                "MDD_BENCH_REQUIRE_BROWSER is set but no chromium was found (apt-get install chromium)"
-            )
-        pytest.skip("no chromium found (apt-get install chromium); set MDD_BENCH_REQUIRE_BROWSER to fail")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable)
-        yield launched
-        launched.close()
 
 
 def _click_cycle(tab, header: str, *orders: list[str]) -> None:

@@ -92,8 +92,8 @@ def protocol_file(tmp_path: Path, trials: int, pruner: str = "none") -> Path:
     return path
 
 
-def tune_args(proto: Path, out: Path, methods: str = "planted") -> list[str]:
-    return ["tune", "--methods", methods, "--protocol", str(proto), "--budgets", "10", "--out", str(out),
+def tune_args(proto: Path, out: Path, methods: str = "planted", budgets: str = "10") -> list[str]:
+    return ["tune", "--methods", methods, "--protocol", str(proto), "--budgets", budgets, "--out", str(out),
             "--no-progress", "--device", "cpu"]  # fmt: skip
 
 
@@ -267,7 +267,9 @@ def test_a_grid_mixing_tuned_and_untuned_methods_is_refused(planted, tmp_path):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_ray_runs_trials_in_parallel_against_one_study(planted, tmp_path, monkeypatch, bench_home):
+def test_ray_runs_trials_in_parallel_and_starts_the_next_study_beside_the_last_trials(
+    planted, tmp_path, monkeypatch, bench_home
+):
     pytest.importorskip("ray")
     import ray
 
@@ -275,16 +277,21 @@ def test_ray_runs_trials_in_parallel_against_one_study(planted, tmp_path, monkey
     monkeypatch.setenv("PYTHONPATH", str(planted))
     monkeypatch.setenv("MDD_BENCH_HOME", str(bench_home))
     monkeypatch.setenv("PLANTED_SLEEP", "3")
-    proto, out = protocol_file(tmp_path, 4), tmp_path / "ray"
-    result = CliRunner().invoke(cli, [*tune_args(proto, out), "--executor", "ray", "--workers", "2"])
+    proto, out = protocol_file(tmp_path, 3), tmp_path / "ray"
+    args = [*tune_args(proto, out, budgets="10,20"), "--executor", "ray", "--workers", "2"]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert not ray.is_initialized()
-    trials = study_trials(out)
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3] and all(t.state.is_finished() for t in trials)
-    assert len({t.params["x"] for t in trials}) == 4  # each worker its own draw
-    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
+    first, second = study_trials(out), study_trials(out, "shapes-planted-b20")
+    for trials in (first, second):
+        assert sorted(t.number for t in trials) == [0, 1, 2] and all(t.state.is_finished() for t in trials)
+        assert len({t.params["x"] for t in trials}) == 3  # each worker its own draw
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in first)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))  # overlap
-    assert read_tuned(out / "tuned.toml").get("shapes", "planted", 10).trials == 4
+    # b10's third trial runs alone unless b20's first starts beside it: the second core is not left idle
+    assert min(t.datetime_start for t in second) < max(t.datetime_complete for t in first)
+    tuned = read_tuned(out / "tuned.toml")
+    assert tuned.get("shapes", "planted", 10).trials == tuned.get("shapes", "planted", 20).trials == 3
 
 
 def test_tuned_values_apply_along_the_lineage_and_only_to_their_protocol_version(tmp_path):

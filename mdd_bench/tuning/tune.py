@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -154,40 +156,69 @@ def _ray_trial(spec: TrialSpec, number: int, cpus: float):
 
 
 def _tune_ray(studies: list[tuple[TrialSpec, type]], trials: int, config: TuneConfig, log) -> None:
-    """Trials of a study in parallel on Ray, `config.workers` at a time, against the same journal."""
+    """Trials on Ray, `config.workers` at a time, each against its study's journal. A worker never waits
+    for a study to finish: once a study has asked for all its trials, the next study's first ones start
+    beside its last ones (on 2 cores a study boundary would otherwise leave one core idle for up to a
+    trial's length)."""
     from mdd_bench.cluster import connect_ray
     from mdd_bench.data import load_dataset
 
     started = connect_ray(config.address, None, config.progress)
     import ray
 
+    datasets: dict[str, object] = {}
+
+    def open_next(queue, held: ExitStack) -> _Owed | None:
+        """The next study that still owes trials, locked, its interrupted trials re-queued, its artifacts
+        built; None when every study has all its trials."""
+        for spec, cls in queue:
+            if not held.enter_context(try_cell_lock(spec.journal)):
+                raise MddError(f"Another `mdd-bench tune` is running study {spec.journal}; wait for it.")
+            study = open_study(spec.journal, spec.study, spec.protocol, meta=spec.meta)
+            retried = recover_interrupted(study)
+            if retried:
+                log(f"{spec.study}: trial(s) {retried} were interrupted; their parameters run again")
+            owed = trials - sum(is_counted(t) for t in study.get_trials(deepcopy=False))
+            if owed <= 0:
+                log(f"{spec.study}: {trials} trials done")
+                continue
+            name = spec.protocol.data.dataset
+            if name not in datasets:
+                datasets[name] = load_dataset(name, spec.protocol, spec.data_root, progress=False)
+            _prepare(spec, cls, datasets[name])
+            return _Owed(spec, study, owed)
+        return None
+
     try:
         cpus = max(1.0, float(ray.available_resources().get("CPU", 1)) / max(1, config.workers))
         task = ray.remote(_ray_trial).options(num_cpus=cpus)
-        for spec, cls in studies:
-            with try_cell_lock(spec.journal) as mine:
-                if not mine:
-                    raise MddError(f"Another `mdd-bench tune` is running study {spec.journal}; wait for it.")
-                study = open_study(spec.journal, spec.study, spec.protocol, meta=spec.meta)
-                recover_interrupted(study)
-                owed = trials - sum(is_counted(t) for t in study.get_trials(deepcopy=False))
-                if owed <= 0:
-                    continue
-                dataset = load_dataset(
-                    spec.protocol.data.dataset, spec.protocol, spec.data_root, progress=False
-                )
-                _prepare(spec, cls, dataset)
-                pending, asked = [], 0
-                while asked < owed or pending:
-                    while asked < owed and len(pending) < config.workers:
-                        pending.append(task.remote(spec, study.ask().number, cpus))
-                        asked += 1
-                    done, pending = ray.wait(pending, num_returns=1)
-                    outcome = ray.get(done[0])
-                    log(f"{spec.study} trial {outcome.number}: {outcome.state} {outcome.params}")
+        with ExitStack() as held:
+            queue = iter(studies)
+            current = open_next(queue, held)
+            pending, names = [], {}
+            while current is not None or pending:
+                while current is not None and len(pending) < config.workers:
+                    ref = task.remote(current.spec, current.study.ask().number, cpus)
+                    pending.append(ref)
+                    names[ref] = current.spec.study
+                    current.owed -= 1
+                    if current.owed == 0:
+                        current = open_next(queue, held)
+                done, pending = ray.wait(pending, num_returns=1)
+                outcome = ray.get(done[0])
+                log(f"{names.pop(done[0])} trial {outcome.number}: {outcome.state} {outcome.params}")
     finally:
         if started:
             ray.shutdown()
+
+
+@dataclass
+class _Owed:
+    """A study being run: how many trials it has yet to ask for."""
+
+    spec: TrialSpec
+    study: Any
+    owed: int
 
 
 def collect(out: Path, protocol: Protocol) -> list[StudySummary]:

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The fair reference grid (issues 32 and 34) as one resumable sequence: rerun it in each session and it
+# goes on where the last one stopped. Trials and cells already finished are never repeated; every stage
+# commits as it goes (tune_chunks.sh, grid_chunks.sh), and the tuned values are packaged
+# (mdd_bench/protocols/tuned/PROTOCOL.toml) once every study of a protocol's stage has all its trials.
+#
+#   benchmarks/fair_grid.sh          # run what is left
+#   benchmarks/fair_grid.sh --list   # the stages, and which are done
+#
+# Create $FAIR_STOP (default /tmp/mdd-bench-fair.STOP) to stop: the running tune or grid chunk stops
+# as its own stop file would make it, and no further stage starts.
+set -u
+cd "$(dirname "$0")/.."
+STOP=${FAIR_STOP:-/tmp/mdd-bench-fair.STOP}
+export TUNE_STOP=$STOP GRID_STOP=$STOP
+ITERATIVE=mdm,mtt-vl,tesla,lors,repblend
+ALL=random,herding,k-center,forgetting,$ITERATIVE
+FROZEN=lors,repblend
+RUNS=reports/cpu/runs-tuned
+RAY="--executor ray --cpus-per-task 1"  # two one-thread cells or trials at a time on 2 cores
+say() { echo "$(date -u +%FT%T) fair_grid: $*"; }
+
+# Every study of PROTOCOL x METHODS x BUDGETS has the protocol's trials (from the tuner's summary.json).
+tuned_all() {
+  python - "$@" <<'EOF'
+import json, sys
+from pathlib import Path
+from mdd_bench.protocol import load_protocol
+proto, methods, budgets = sys.argv[1], sys.argv[2].split(","), [int(b) for b in sys.argv[3].split(",")]
+path = Path(f"reports/{proto}/tuning/summary.json")
+studies = json.loads(path.read_text())["studies"] if path.is_file() else []
+need = load_protocol(proto).tuning.trials
+have = {(s["method"], s["budget"]): s["complete"] + s["pruned"] + s["failed"] for s in studies}
+sys.exit(0 if all(have.get((m, b), 0) >= need for m in methods for b in budgets) else 1)
+EOF
+}
+
+tune() {  # PROTOCOL METHODS BUDGETS
+  tuned_all "$@" && return 0
+  [ -n "$LIST" ] && { say "todo: tune $*"; return 1; }
+  say "tune $*"
+  TUNE_ARGS="--executor ray --workers 2" benchmarks/tune_chunks.sh "$@"
+  tuned_all "$@"
+}
+
+package() {  # PROTOCOL: its tuned.toml becomes the packaged file `mdd-bench run` applies by default
+  local from=reports/$1/tuning/tuned.toml to=mdd_bench/protocols/tuned/$1.toml
+  cmp -s "$from" "$to" && return 0
+  [ -n "$LIST" ] && { say "todo: package $from as $to"; return 1; }
+  mkdir -p "$(dirname "$to")" && cp "$from" "$to"
+  git add "$to" && git commit -qm "$to: the tuned values of $from (benchmarks/fair_grid.sh)" -- "$to" \
+    && say "packaged $to"
+}
+
+grid() {  # SPEC...: grid_chunks.sh's chunks, run on Ray two cells at a time
+  if [ -n "$LIST" ]; then say "grid (skips finished cells): $*"; return 0; fi
+  GRID_RUNS=$RUNS GRID_ARGS=$RAY benchmarks/grid_chunks.sh "$@"
+}
+
+ablate() {  # METHOD [GROUPS]: its declared ablation groups (all of them without GROUPS), hard track
+  if [ -n "$LIST" ]; then say "ablate (skips finished cells): $*"; return 0; fi
+  [ -e "$STOP" ] && return 1
+  # shellcheck disable=SC2086  # RAY is split into options on purpose
+  mdd-bench ablate "$1" --protocol cpu --budget 100 --seeds 0,1,2 ${2:+--groups "$2"} --out "$RUNS" \
+    --tuned packaged $RAY -q
+  [ -z "$(git status --porcelain "$RUNS")" ] && return 0
+  mdd-bench report --runs "$RUNS" --out "$RUNS/report" --no-gallery
+  git add "$RUNS" && git commit -qm "$1 ablations (${2:-all groups}) under cpu at 100 pairs, seeds 0,1,2 (benchmarks/fair_grid.sh)" \
+    -- "$RUNS" && say "committed $1 ablations"
+}
+
+LIST=""
+[ "${1:-}" = --list ] && LIST=1
+step() { [ -e "$STOP" ] && { say "$STOP exists: stopped"; exit 0; }; "$@" || [ -n "$LIST" ] || exit 1; }
+
+# Issue 32: tune every iterative method at 100 pairs, then re-run the 100-pair grid with those values.
+step tune cpu "$ITERATIVE" 100
+step package cpu
+step grid "cpu:$ITERATIVE:100:0,1,2"
+# Issue 34: every method and encoder pair at 100 pairs (the sets above are still on disk), the ablations,
+# then the other budgets and the frozen-tower protocol, each tuned first.
+step grid "cpu:$ALL:100:0,1,2:all"
+step ablate mdm
+for method in mtt-vl tesla lors repblend; do step ablate "$method" factors; done
+step tune cpu "$ITERATIVE" 200,500
+step package cpu
+step grid "cpu:$ALL:200:0,1,2" "cpu:$ALL:500:0,1,2"
+step tune cpu-frozen "$FROZEN" 100,200,500
+step package cpu-frozen
+step grid "cpu-frozen:random,$FROZEN:100:0,1,2" "cpu-frozen:random,$FROZEN:200:0,1,2" \
+  "cpu-frozen:random,$FROZEN:500:0,1,2"
+if [ -n "$LIST" ]; then say "end of the stages"; else say "every stage done"; fi

@@ -5,6 +5,11 @@ The block between `<!-- findings:begin -->` and `<!-- findings:end -->` holds th
 their verdicts, RepBlend's claim, the coresets against random, then every table of
 `findings_numbers.py` for both tracks. A test checks the committed file against this output.
 
+With `--before EARLIER_RUNS` and `--tuning SUMMARY` (a grid re-run with tuned values against the one
+before it), the block also holds, per budget, the tuning each method got, each method's rank before and
+after with Kendall's tau (the cost of unequal tuning), each method's gain over its own initial set, and
+the papers' orderings (`fair_rerun.py`'s tables).
+
     python benchmarks/findings.py            # rewrite reports/FINDINGS.md in place
     python benchmarks/findings.py --check    # exit 1 when it is out of date
 """
@@ -15,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import fair_rerun
 import findings_numbers as numbers
 from poster_claims import claims_table, coreset_table, repblend_table
 from readme_summary import replace_block
@@ -52,7 +58,25 @@ def coverage(frame, protocol: str) -> str:
     return "### Finished seeds per cell (deterministic methods run one)\n\n" + numbers.table(head, rows)
 
 
-def block(runs: Path, bench: Path, protocol: str = "cpu") -> str:
+def fair_sections(after, before, tuning: Path | None, protocol: str = "cpu") -> list[str]:
+    """Per budget of `after`: the tuning (from the tuner's summary.json), the ranks before -> after
+    (`before` a frame, or None), the gain over each method's initial set and the papers' orderings."""
+    main = after[(after["protocol"] == protocol) & after["method"].isin(fair_rerun.ITERATIVE)]
+    sections = []
+    for budget in sorted(int(b) for b in main["budget"].unique()):
+        if tuning is not None:
+            sections.append(fair_rerun.tuning(tuning, budget))
+        for track in ("hard", "native"):
+            if before is not None:
+                sections.append(fair_rerun.ranks(before, after, protocol, track, budget))
+        sections.append(fair_rerun.initial_gains(after, protocol, budget))
+        sections += [fair_rerun.orderings(after, protocol, track, budget) for track in ("hard", "native")]
+    return sections
+
+
+def block(
+    runs: Path, bench: Path, protocol: str = "cpu", before: Path | None = None, tuning: Path | None = None
+) -> str:
     frame = load_frame(runs)
     sections = [
         coverage(frame, protocol),
@@ -70,11 +94,17 @@ def block(runs: Path, bench: Path, protocol: str = "cpu") -> str:
             numbers.blend_section(frame, track),
         ]
     sections.append(numbers.timing_section(frame, protocol))
+    if before is not None or tuning is not None:
+        sections += fair_sections(frame, load_frame(before) if before else None, tuning, protocol)
     return BEGIN + "\n" + "\n\n".join(s.replace("### ", "#### ", 1) for s in sections) + "\n" + END
 
 
-def updated(findings: str, runs: Path, bench: Path) -> str:
-    return replace_block(findings, BEGIN, END, block(runs, bench), name="FINDINGS.md")
+def updated(
+    findings: str, runs: Path, bench: Path, before: Path | None = None, tuning: Path | None = None
+) -> str:
+    return replace_block(
+        findings, BEGIN, END, block(runs, bench, before=before, tuning=tuning), name="FINDINGS.md"
+    )
 
 
 def main() -> None:
@@ -82,10 +112,12 @@ def main() -> None:
     parser.add_argument("--findings", type=Path, default=REPO / "reports" / "FINDINGS.md")
     parser.add_argument("--runs", type=Path, default=REPO / "reports" / "cpu" / "runs")
     parser.add_argument("--bench", type=Path, default=REPO / "reports" / "cpu" / "bench_trajectory.txt")
+    parser.add_argument("--before", type=Path, help="the results folder of the grid before this one")
+    parser.add_argument("--tuning", type=Path, help="the tuner's summary.json behind --runs' tuned values")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when out of date")
     args = parser.parse_args()
     current = args.findings.read_text()
-    new = updated(current, args.runs, args.bench)
+    new = updated(current, args.runs, args.bench, args.before, args.tuning)
     if args.check:
         sys.exit(0 if new == current else 1)
     args.findings.write_text(new)

@@ -58,3 +58,28 @@ def test_ranks_move_and_kendall_tau() -> None:
     assert "| tesla | 15.5 (3) | 16.5 (3) | +0 |" in text
     assert "tau before/after +0.33, 2 places moved" in text  # one swapped pair of three
     assert "fewer than 2 methods" in fair.ranks(before, frame({("lors", "mean"): [1.0]}), "cpu", "hard", 100)
+
+
+def test_findings_holds_the_fair_tables_per_budget(tmp_path) -> None:
+    findings = load_bench("findings")
+    before = frame({("lors", "mean"): [20.0, 21.0], ("mdm", "mean"): [27.0, 26.0]})
+    after = frame(
+        {("lors", "mean"): [28.0, 29.0], ("mdm", "mean"): [26.0, 27.0], ("random", "mean"): [17.0, 18.0],
+         ("lors", "initial_gain"): [8.0, 9.0], ("lors", "initial_mean"): [20.0, 20.0]}
+    )  # fmt: skip
+    summary = tmp_path / "summary.json"
+    summary.write_text(
+        '{"studies": [{"method": "lors", "budget": 100, "complete": 9, "pruned": 6, "failed": 1,'
+        ' "best_val": 30.25, "best_trial": 4, "cpu_hours": 2.5}]}'
+    )
+    text = "\n\n".join(findings.fair_sections(after, before, summary))
+    assert "### Tuning, 100 pairs" in text and "| lors | 9 / 6 / 1 | 30.25 (trial 4) | 2.50 |" in text
+    assert "| lors | 20.5 (2) | 28.5 (1) | +1 |" in text  # the ranks, hard track
+    assert "### Ranks, native track, 100 pairs: fewer than 2 methods" in text  # no native rows here
+    assert "| lors | 20.0 ± 0.0 | +8.5 ± 6.4 (n=2) |" in text  # the gain over its own initial set
+    assert "| lors > tesla | -- | not run yet |" in text
+    # a budget only a coreset ran gets no section: the fair tables are the iterative methods'
+    coreset_only = pd.concat([after, frame({("random", "mean"): [17.0, 18.0]}).assign(budget=200)])
+    assert "200 pairs" not in "\n\n".join(findings.fair_sections(coreset_only, before, summary))
+    without = "\n\n".join(findings.fair_sections(after, None, None))
+    assert "### Ranks" not in without and "### Tuning" not in without and "initial set" in without

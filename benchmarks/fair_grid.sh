@@ -54,7 +54,7 @@ package() {  # PROTOCOL: its tuned.toml becomes the packaged file `mdd-bench run
 
 grid() {  # SPEC...: grid_chunks.sh's chunks, run on Ray two cells at a time
   if [ -n "$LIST" ]; then say "grid (skips finished cells): $*"; return 0; fi
-  GRID_RUNS=$RUNS GRID_ARGS=$RAY benchmarks/grid_chunks.sh "$@"
+  GRID_RUNS=$RUNS GRID_BEFORE=reports/cpu/runs GRID_ARGS=$RAY benchmarks/grid_chunks.sh "$@"
 }
 
 ablate() {  # METHOD [GROUPS]: its declared ablation groups (all of them without GROUPS), hard track
@@ -64,7 +64,7 @@ ablate() {  # METHOD [GROUPS]: its declared ablation groups (all of them without
   mdd-bench ablate "$1" --protocol cpu --budget 100 --seeds 0,1,2 ${2:+--groups "$2"} --out "$RUNS" \
     --tuned packaged $RAY -q
   [ -z "$(git status --porcelain "$RUNS")" ] && return 0
-  mdd-bench report --runs "$RUNS" --out "$RUNS/report" --no-gallery
+  mdd-bench report --runs "$RUNS" --out "$RUNS/report" --no-gallery --before reports/cpu/runs
   git add "$RUNS" && git commit -qm "$1 ablations (${2:-all groups}) under cpu at 100 pairs, seeds 0,1,2 (benchmarks/fair_grid.sh)" \
     -- "$RUNS" && say "committed $1 ablations"
 }

@@ -11,7 +11,8 @@
 # Create the file $GRID_STOP (default /tmp/mdd-bench-grid.STOP) to stop before the next chunk.
 # $GRID_RUNS (default reports/cpu/runs) is the results folder; $GRID_TUNED (default packaged) is passed
 # as --tuned. A results folder other than the default gets its report in $GRID_RUNS/report, and the
-# README and FINDINGS (which quote the default folder) are left alone. $GRID_ARGS is added to each run, e.g.
+# README and FINDINGS (which quote the default folder) are left alone; with $GRID_BEFORE (an earlier
+# results folder) that report holds the before -> after table. $GRID_ARGS is added to each run, e.g.
 # GRID_ARGS="--executor ray --cpus-per-task 1" with a chunk of several seeds (SEED = 0,1,2): two one-thread
 # cells at a time, which on 2 cores finish about twice as fast as one two-thread cell after another.
 set -u
@@ -40,7 +41,7 @@ for spec in "$@"; do
     say "report exit $?"
     git add reports README.md docs/results.md
   else
-    mdd-bench report --runs "$RUNS" --out "$RUNS/report" --no-gallery
+    mdd-bench report --runs "$RUNS" --out "$RUNS/report" --no-gallery ${GRID_BEFORE:+--before "$GRID_BEFORE"}
     say "report exit $?"
     git add "$RUNS"
   fi

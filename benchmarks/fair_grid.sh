@@ -17,6 +17,7 @@ ITERATIVE=mdm,mtt-vl,tesla,lors,repblend
 ALL=random,herding,k-center,forgetting,$ITERATIVE
 FROZEN=lors,repblend
 RUNS=reports/cpu/runs-tuned
+LONG=reports/cpu/runs-long  # one run of each cell still rising at the maximum in most seeds, 3 x longer
 RAY="--executor ray --cpus-per-task 1"  # two one-thread cells or trials at a time on 2 cores
 say() { echo "$(date -u +%FT%T) fair_grid: $*"; }
 
@@ -69,6 +70,22 @@ ablate() {  # METHOD [GROUPS]: its declared ablation groups (all of them without
     -- "$RUNS" && say "committed $1 ablations"
 }
 
+long() {  # seed 0 of each grid cell still rising at the maximum in most seeds, to 3 x that maximum
+  local cells cell proto method budget top
+  cells=$(python benchmarks/still_rising.py --runs "$RUNS") || return 1
+  if [ -n "$LIST" ]; then say "long runs (so far): ${cells:-none}"; return 0; fi
+  for cell in $cells; do
+    [ -e "$STOP" ] && return 1
+    IFS=: read -r proto method budget top <<< "$cell"
+    mdd-bench run --protocol "$proto" --methods "$method" --budgets "$budget" --seeds 0 --tracks hard,native \
+      --set "$method.iterations=$((3 * top))" --tuned packaged --no-random-baseline --out "$LONG" -q
+  done
+  [ -z "$(git status --porcelain "$LONG" 2>/dev/null)" ] && return 0
+  mdd-bench report --runs "$LONG" --out "$LONG/report" --no-gallery
+  git add "$LONG" && git commit -qm "long runs (3 x the maximum) of the cells still rising: $cells (benchmarks/fair_grid.sh)" \
+    -- "$LONG" && say "committed long runs"
+}
+
 LIST=""
 [ "${1:-}" = --list ] && LIST=1
 step() { [ -e "$STOP" ] && { say "$STOP exists: stopped"; exit 0; }; "$@" || [ -n "$LIST" ] || exit 1; }
@@ -89,4 +106,5 @@ step tune cpu-frozen "$FROZEN" 100,200,500
 step package cpu-frozen
 step grid "cpu-frozen:random,$FROZEN:100:0,1,2" "cpu-frozen:random,$FROZEN:200:0,1,2" \
   "cpu-frozen:random,$FROZEN:500:0,1,2"
+step long
 if [ -n "$LIST" ]; then say "end of the stages"; else say "every stage done"; fi

@@ -5,8 +5,9 @@ last successful attempt in its `.log`, or, for older cells with neither, an esti
 distillation seconds plus its evaluations (tracks x encoder pairs x repetitions, and the native
 random baseline) times the per-repetition time `bench_eval.py` measured for that pair and budget.
 
-With `--tuning SUMMARY` (the `summary.json` that `mdd-bench tune` writes), the tuning the grid's settings
-came from is counted too, per method: the CPU hours of every trial and the wall hours of the studies.
+With `--tuning SUMMARY` (the `summary.json` that `mdd-bench tune` writes; repeatable, one per protocol), the
+tuning the grid's settings came from is counted too: per method the CPU hours of every finished trial, the
+sum of the trials' wall times, and the hours the machine spent tuning (parallel trials counted once).
 
     python benchmarks/grid_time.py --runs reports/cpu/runs --bench reports/cpu/bench_eval.txt
 """
@@ -18,6 +19,7 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 STAGE_LINE = re.compile(r"^\S+\s+(?P<stage>[a-z][a-z ]*[a-z]): (?P<seconds>[\d.]+) s$")
@@ -126,24 +128,51 @@ def grid_time(runs: Path, bench: Path) -> GridTime:
     return total
 
 
-def tuning_hours(summary: Path) -> dict[str, tuple[float, float]]:
-    """method -> (CPU hours, wall hours) summed over its studies (every budget) in a tuner's summary.json."""
+def tuning_hours(*summaries: Path) -> dict[str, tuple[float, float]]:
+    """method -> (CPU hours, trial wall hours) summed over its studies (every budget, every summary.json
+    given: one per protocol tuned)."""
     hours: dict[str, tuple[float, float]] = {}
-    for study in json.loads(summary.read_text())["studies"]:
-        cpu, wall = hours.get(study["method"], (0.0, 0.0))
-        hours[study["method"]] = (
-            cpu + float(study["cpu_hours"]),
-            wall + float(study.get("wall_hours") or 0.0),
-        )
+    for summary in summaries:
+        for study in json.loads(summary.read_text())["studies"]:
+            cpu, wall = hours.get(study["method"], (0.0, 0.0))
+            hours[study["method"]] = (
+                cpu + float(study["cpu_hours"]),
+                wall + float(study.get("wall_hours") or 0.0),
+            )
     return hours
 
 
-def tuning_sentence(hours: dict[str, tuple[float, float]]) -> str:
+def tuning_elapsed(*summaries: Path) -> float | None:
+    """Hours the machine spent tuning: the union of the finished trials' [start, end] spans over every
+    study (trials that ran in parallel count once). None when no trial records its span."""
+    spans = sorted(
+        (datetime.fromisoformat(row["start"]), datetime.fromisoformat(row["end"]))
+        for summary in summaries
+        for study in json.loads(summary.read_text())["studies"]
+        for row in study.get("rows", [])
+        if row.get("start") and row.get("end")
+    )
+    if not spans:
+        return None
+    total, (start, end) = 0.0, spans[0]
+    for a, b in spans[1:]:
+        if a > end:
+            total += (end - start).total_seconds()
+            start, end = a, b
+        else:
+            end = max(end, b)
+    return (total + (end - start).total_seconds()) / 3600
+
+
+def tuning_sentence(hours: dict[str, tuple[float, float]], elapsed: float | None = None) -> str:
     each = ", ".join(f"{m} {cpu:.1f}" for m, (cpu, _) in hours.items())
     cpu, wall = sum(c for c, _ in hours.values()), sum(w for _, w in hours.values())
+    spent = f"{wall:.1f} h of trial wall time"
+    if elapsed is not None:
+        spent += f", {elapsed:.1f} h elapsed on the same machine (trials in parallel count once)"
     return (
-        f"**Tuning:** {cpu:.1f} CPU hours over every trial ({each}), {wall:.1f} h of wall time on the same "
-        "machine (`mdd-bench tune`, the same trials per method)."
+        f"**Tuning:** {cpu:.1f} CPU hours over every finished trial ({each}), {spent} "
+        "(`mdd-bench tune`, the same trials per method; interrupted trials' partial work is not counted)."
     )
 
 
@@ -167,15 +196,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("reports/cpu/runs"))
     parser.add_argument("--bench", type=Path, default=Path("reports/cpu/bench_eval.txt"))
-    parser.add_argument("--tuning", type=Path, default=None, help="a tuner's summary.json")
+    parser.add_argument(
+        "--tuning", type=Path, action="append", default=[], help="a tuner's summary.json (repeatable)"
+    )
     args = parser.parse_args()
     t = grid_time(args.runs, args.bench)
     for stage, seconds in sorted(t.seconds.items(), key=lambda kv: -kv[1]):
         print(f"{stage:<20} {seconds / 3600:6.2f} h")
     print(f"{'total':<20} {t.total_s / 3600:6.2f} h  cells: {dict(t.cells)}")
     print(sentence(t))
-    if args.tuning is not None:
-        print(tuning_sentence(tuning_hours(args.tuning)))
+    if args.tuning:
+        print(tuning_sentence(tuning_hours(*args.tuning), tuning_elapsed(*args.tuning)))
 
 
 if __name__ == "__main__":

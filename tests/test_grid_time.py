@@ -74,14 +74,38 @@ def test_an_unfinished_last_attempt_is_not_a_cost_record(tmp_path):
 
 
 def test_tuning_hours_sum_each_methods_studies(tmp_path: Path) -> None:
-    summary = tmp_path / "summary.json"
+    summary, frozen = tmp_path / "summary.json", tmp_path / "frozen.json"
     studies = [
         {"method": "mdm", "budget": 100, "cpu_hours": 1.25, "wall_hours": 0.75},
         {"method": "mdm", "budget": 200, "cpu_hours": 2.0, "wall_hours": None},  # a study still starting
         {"method": "lors", "budget": 100, "cpu_hours": 3.5, "wall_hours": 2.0},
     ]
     summary.write_text(json.dumps({"studies": studies}))
+    frozen.write_text(json.dumps({"studies": [{"method": "lors", "budget": 100, "cpu_hours": 1.0}]}))
     hours = grid_time.tuning_hours(summary)
     assert hours == {"mdm": (3.25, 0.75), "lors": (3.5, 2.0)}
+    assert grid_time.tuning_hours(summary, frozen)["lors"] == (4.5, 2.0)  # one summary per protocol
     text = grid_time.tuning_sentence(hours)
-    assert "6.8 CPU hours" in text and "mdm 3.2" in text and "lors 3.5" in text and "2.8 h of wall" in text
+    assert "6.8 CPU hours" in text and "mdm 3.2" in text and "lors 3.5" in text
+    assert "2.8 h of trial wall" in text
+    assert "elapsed" not in text and grid_time.tuning_elapsed(summary) is None  # no spans recorded
+
+
+def test_tuning_elapsed_counts_parallel_trials_once(tmp_path: Path) -> None:
+    def row(start: str, end: str | None) -> dict:
+        return {"start": f"2026-12-06T{start}", "end": f"2026-12-06T{end}" if end else None}
+
+    one = {"method": "mtt-vl", "cpu_hours": 1.0,
+           "rows": [row("01:00:00", "01:30:00"), row("01:10:00", "01:50:00")]}  # fmt: skip
+    # the next study's first trial starts beside the last one (10 min overlap), then a gap of an hour;
+    # an interrupted trial (no end) is not counted
+    two = {"method": "tesla", "cpu_hours": 1.0, "rows": [
+        row("01:40:00", "02:00:00"), row("03:00:00", "03:15:00"), row("03:20:00", None)]}  # fmt: skip
+    summary, other = tmp_path / "a.json", tmp_path / "b.json"
+    summary.write_text(json.dumps({"studies": [one]}))
+    other.write_text(json.dumps({"studies": [two]}))
+    # independent: 01:00-02:00 merged (60 min) + 03:00-03:15 (15 min)
+    assert grid_time.tuning_elapsed(summary, other) == 75 / 60
+    assert grid_time.tuning_elapsed(summary) == 50 / 60
+    text = grid_time.tuning_sentence(grid_time.tuning_hours(summary, other), 1.25)
+    assert "1.2 h elapsed on the same machine" in text  # 1.25 rounds to even

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,10 @@ class StudySummary:
         return asdict(self)
 
 
+def _stamp(when: datetime | None) -> str | None:
+    return when.replace(microsecond=0).isoformat() if when is not None else None
+
+
 def summarise(study: optuna.Study, dataset: str, method: str, budget: int) -> StudySummary:
     trials = study.get_trials(deepcopy=False)
     counted = [t for t in trials if is_counted(t)]
@@ -166,6 +171,10 @@ def summarise(study: optuna.Study, dataset: str, method: str, budget: int) -> St
             "cpu_s": t.user_attrs.get("cpu_s"),
             "error": t.user_attrs.get("error"),
             "interrupted": bool(t.user_attrs.get(INTERRUPTED)),
+            # when it ran (the tuner's clock, whole seconds): the tuning's elapsed time is the union of
+            # these spans, shorter than the sum of trial wall times when trials ran in parallel
+            "start": _stamp(t.datetime_start),
+            "end": _stamp(t.datetime_complete) if is_counted(t) else None,
         }
         for t in trials
     ]

@@ -19,7 +19,7 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 STAGE_LINE = re.compile(r"^\S+\s+(?P<stage>[a-z][a-z ]*[a-z]): (?P<seconds>[\d.]+) s$")
@@ -33,6 +33,9 @@ class GridTime:
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     cells: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # by how their time is known
     estimated_s: float = 0.0
+    # [written - recorded stage seconds, written] of each file with recorded stages: cells run in
+    # parallel overlap, so their union is the machine's elapsed time, shorter than the sum
+    spans: list[tuple[datetime, datetime]] = field(default_factory=list)
 
     @property
     def total_s(self) -> float:
@@ -125,7 +128,25 @@ def grid_time(runs: Path, bench: Path) -> GridTime:
         total.cells[how] += 1
         for stage, seconds in stages.items():
             total.seconds[stage] += seconds
+        if how == "recorded" and result.get("created"):
+            end = datetime.fromisoformat(result["created"])
+            total.spans.append((end - timedelta(seconds=sum(stages.values())), end))
     return total
+
+
+def union_hours(spans: list[tuple[datetime, datetime]]) -> float | None:
+    """Hours covered by the union of the spans (overlapping ones count once); None without spans."""
+    if not spans:
+        return None
+    spans = sorted(spans)
+    total, (start, end) = 0.0, spans[0]
+    for a, b in spans[1:]:
+        if a > end:
+            total += (end - start).total_seconds()
+            start, end = a, b
+        else:
+            end = max(end, b)
+    return (total + (end - start).total_seconds()) / 3600
 
 
 def tuning_hours(*summaries: Path) -> dict[str, tuple[float, float]]:
@@ -145,23 +166,15 @@ def tuning_hours(*summaries: Path) -> dict[str, tuple[float, float]]:
 def tuning_elapsed(*summaries: Path) -> float | None:
     """Hours the machine spent tuning: the union of the finished trials' [start, end] spans over every
     study (trials that ran in parallel count once). None when no trial records its span."""
-    spans = sorted(
-        (datetime.fromisoformat(row["start"]), datetime.fromisoformat(row["end"]))
-        for summary in summaries
-        for study in json.loads(summary.read_text())["studies"]
-        for row in study.get("rows", [])
-        if row.get("start") and row.get("end")
+    return union_hours(
+        [
+            (datetime.fromisoformat(row["start"]), datetime.fromisoformat(row["end"]))
+            for summary in summaries
+            for study in json.loads(summary.read_text())["studies"]
+            for row in study.get("rows", [])
+            if row.get("start") and row.get("end")
+        ]
     )
-    if not spans:
-        return None
-    total, (start, end) = 0.0, spans[0]
-    for a, b in spans[1:]:
-        if a > end:
-            total += (end - start).total_seconds()
-            start, end = a, b
-        else:
-            end = max(end, b)
-    return (total + (end - start).total_seconds()) / 3600
 
 
 def tuning_sentence(hours: dict[str, tuple[float, float]], elapsed: float | None = None) -> str:
@@ -182,6 +195,14 @@ def sentence(t: GridTime) -> str:
     evaluate = hours.get("evaluate", 0.0) + hours.get("random baseline", 0.0)
     n = sum(v for k, v in t.cells.items() if k != "untimed upper bound")
     timed = t.cells.get("recorded", 0) + t.cells.get("log", 0)
+    union = union_hours(t.spans)
+    elapsed = (
+        ""
+        if union is None
+        else f" The {len(t.spans)} files whose runner recorded their stage times took "
+        f"{sum((b - a).total_seconds() for a, b in t.spans) / 3600:.1f} h summed and {union:.1f} h of "
+        "elapsed time on the machine (cells run in parallel count once)."
+    )
     return (
         f"**Grid time so far:** {n} result files took {distill + evaluate:.1f} h on the 2-core machine: "
         f"{distill:.1f} h distilling and {evaluate:.1f} h evaluating (shared artifacts such as experts, "
@@ -189,6 +210,7 @@ def sentence(t: GridTime) -> str:
         f"upper bound). Stage times are recorded for {timed} files; for the {t.cells.get('estimated', 0)} "
         f"older ones the evaluation ({t.estimated_s / 3600:.1f} h of the total) is estimated from their "
         "evaluation count and `bench_eval.py`'s time per repetition (`python benchmarks/grid_time.py`)."
+        + elapsed
     )
 
 

@@ -109,3 +109,20 @@ def test_tuning_elapsed_counts_parallel_trials_once(tmp_path: Path) -> None:
     assert grid_time.tuning_elapsed(summary) == 50 / 60
     text = grid_time.tuning_sentence(grid_time.tuning_hours(summary, other), 1.25)
     assert "1.2 h elapsed on the same machine" in text  # 1.25 rounds to even
+
+
+def test_cells_run_in_parallel_count_once_in_the_elapsed_time(tmp_path: Path) -> None:
+    runs = tmp_path / "runs" / "cpu" / "shapes"
+    for name, method, created in (
+        ("b100-s0", "lors", "2026-12-06T02:00:00+00:00"),  # 01:00-02:00
+        ("b100-s1", "lors", "2026-12-06T02:30:00+00:00"),  # 01:30-02:30, beside the first
+        ("b100-s0", "tesla", "2026-12-06T05:00:00+00:00"),  # 04:00-05:00, after a gap
+    ):
+        write(runs / method, name, {"method": method, "budget": 100, "created": created,
+                                    "stages_s": {"distill": 2400.0, "evaluate": 1200.0}})  # fmt: skip
+    write(runs / "mdm", "b100-s0", {"method": "mdm", "budget": 100, "created": "2026-12-06T09:00:00+00:00"})
+    t = grid_time.grid_time(tmp_path / "runs", tmp_path / "none.txt")
+    assert len(t.spans) == 3  # the estimated cell has no recorded span
+    assert grid_time.union_hours(t.spans) == pytest.approx(2.5)  # 01:00-02:30 and 04:00-05:00
+    assert "took 3.0 h summed and 2.5 h of elapsed time" in grid_time.sentence(t)
+    assert grid_time.union_hours([]) is None

@@ -8,10 +8,13 @@
 #   benchmarks/fair_grid.sh --list   # the stages, and which are done
 #
 # Create $FAIR_STOP (default /tmp/mdd-bench-fair.STOP) to stop: the running tune or grid chunk stops
-# as its own stop file would make it, and no further stage starts.
+# as its own stop file would make it, and no further stage starts. Create $FAIR_DRAIN (default
+# /tmp/mdd-bench-fair.DRAIN) some 20 minutes before a planned stop instead: the tune starts no new trial
+# and ends when its running ones finish (`mdd-bench tune --drain-file`), so no trial's work is lost.
 set -u
 cd "$(dirname "$0")/.."
 STOP=${FAIR_STOP:-/tmp/mdd-bench-fair.STOP}
+DRAIN=${FAIR_DRAIN:-/tmp/mdd-bench-fair.DRAIN}
 export TUNE_STOP=$STOP GRID_STOP=$STOP
 ITERATIVE=mdm,mtt-vl,tesla,lors,repblend
 ALL=random,herding,k-center,forgetting,$ITERATIVE
@@ -40,7 +43,7 @@ tune() {  # PROTOCOL METHODS BUDGETS
   tuned_all "$@" && return 0
   [ -n "$LIST" ] && { say "todo: tune $*"; return 1; }
   say "tune $*"
-  TUNE_ARGS="--executor ray --workers 2" benchmarks/tune_chunks.sh "$@"
+  TUNE_ARGS="--executor ray --workers 2 --drain-file $DRAIN" benchmarks/tune_chunks.sh "$@"
   tuned_all "$@"
 }
 
@@ -88,7 +91,10 @@ long() {  # seed 0 of each grid cell still rising at the maximum in most seeds, 
 
 LIST=""
 [ "${1:-}" = --list ] && LIST=1
-step() { [ -e "$STOP" ] && { say "$STOP exists: stopped"; exit 0; }; "$@" || [ -n "$LIST" ] || exit 1; }
+step() {
+  for file in "$STOP" "$DRAIN"; do [ -e "$file" ] && { say "$file exists: stopped"; exit 0; }; done
+  "$@" || [ -n "$LIST" ] || exit 1
+}
 
 # Issue 32: tune every iterative method at 100 pairs, then re-run the 100-pair grid with those values.
 step tune cpu "$ITERATIVE" 100

@@ -26,7 +26,8 @@ from mdd_bench.tuned import read_tuned
 
 # A third-party method with a planted objective: its set's val score is 100 - 100 (x - 0.3)^2, read
 # by the context's val hook it replaces (the tuner, not the evaluator, is under test here). x > 0.9
-# makes the loss NaN. Each distillation appends its x to $PLANTED_LOG; $PLANTED_SLEEP slows it.
+# makes the loss NaN. Each distillation appends its x to $PLANTED_LOG; $PLANTED_SLEEP slows it; it
+# creates the file $PLANTED_TOUCH.
 PLANTED = """
 import os
 import time
@@ -60,6 +61,8 @@ class Planted(Method):
             with open(os.environ["PLANTED_LOG"], "a") as fh:
                 fh.write(f"{x!r}\\n")
         time.sleep(float(os.environ.get("PLANTED_SLEEP", "0")))
+        if os.environ.get("PLANTED_TOUCH"):  # e.g. the tuner's drain file, made while a trial runs
+            open(os.environ["PLANTED_TOUCH"], "a").close()
         score = 100.0 - 100.0 * (x - 0.3) ** 2
         ctx.val_runs = lambda distilled, track="hard", repetitions=1, first=0: [score] * repetitions
         syn = SyntheticSet(*ctx.real_pairs(list(range(budget))), ctx.device)
@@ -292,6 +295,36 @@ def test_ray_runs_trials_in_parallel_and_starts_the_next_study_beside_the_last_t
     assert min(t.datetime_start for t in second) < max(t.datetime_complete for t in first)
     tuned = read_tuned(out / "tuned.toml")
     assert tuned.get("shapes", "planted", 10).trials == tuned.get("shapes", "planted", 20).trials == 3
+
+
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_a_drain_file_lets_running_trials_finish_and_starts_no_new_one(
+    planted, tmp_path, monkeypatch, bench_home, executor
+):
+    """Before a planned stop: the trials running when the file appears finish and are kept; no other
+    starts; once the file is gone the same command carries on."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+        monkeypatch.setenv("PYTHONPATH", str(planted))
+        monkeypatch.setenv("MDD_BENCH_HOME", str(bench_home))
+    drain = tmp_path / "DRAIN"
+    monkeypatch.setenv("PLANTED_TOUCH", str(drain))  # the first trials create it as they run
+    monkeypatch.setenv("PLANTED_SLEEP", "1")
+    proto, out = protocol_file(tmp_path, 4), tmp_path / "drained"
+    args = [*tune_args(proto, out), "--executor", executor, "--workers", "2", "--drain-file", str(drain)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "exists: no new trial" in result.output
+    trials = study_trials(out)
+    started = 1 if executor == "local" else 2  # the ones running when the file appeared
+    assert len(trials) == started and all(t.state.is_finished() for t in trials)
+    assert not any(t.user_attrs.get("interrupted") for t in trials)
+    monkeypatch.delenv("PLANTED_TOUCH")
+    drain.unlink()
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    trials = study_trials(out)
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3] and all(t.state.is_finished() for t in trials)
 
 
 def test_tuned_values_apply_along_the_lineage_and_only_to_their_protocol_version(tmp_path):

@@ -28,6 +28,9 @@ from mdd_bench.run.config import int_list
               show_default=True, help="Studies (journals), summary.json and tuned.toml go here.")  # fmt: skip
 @device_option
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--drain-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Once this file exists, start no new trial: let the running ones finish, then stop "
+                   "(before a planned stop, so no trial's work is lost).")  # fmt: skip
 @click.option("--status", is_flag=True,
               help="Run no trial: summarise OUT's studies (rewrite summary.json, tuned.toml).")  # fmt: skip
 def tune_cmd(
@@ -43,6 +46,7 @@ def tune_cmd(
     out: Path,
     device: str,
     progress: bool,
+    drain_file: Path | None,
     status: bool,
 ) -> None:
     """Tune methods' hyper-parameters on val with equal trials; resumable (rerun the same command).
@@ -72,6 +76,7 @@ def tune_cmd(
         data_root=data_root,
         device=device,
         progress=progress,
+        drain_file=drain_file,
     )
     report = tune(proto, config, log=click.echo, run_trials=not status)
     from tabulate import tabulate

@@ -48,6 +48,10 @@ class TuneConfig:
     data_root: Path | None = None
     device: str = "cpu"
     progress: bool = True
+    drain_file: Path | None = None  # once it exists, no new trial starts; the running ones finish
+
+    def draining(self) -> bool:
+        return self.drain_file is not None and self.drain_file.exists()
 
 
 @dataclass
@@ -140,6 +144,10 @@ def _tune_local(studies: list[tuple[TrialSpec, type]], trials: int, config: Tune
             bar = tqdm(total=trials, initial=trials - owed, desc=f"tune {spec.study}", unit="trial",
                        disable=not config.progress)  # fmt: skip
             for _ in range(owed):
+                if config.draining():
+                    log(f"{config.drain_file} exists: no new trial")
+                    bar.close()
+                    return
                 number = study.ask().number
                 outcome = execute_trial(spec, number, dataset)
                 bar.update(1)
@@ -172,6 +180,8 @@ def _tune_ray(studies: list[tuple[TrialSpec, type]], trials: int, config: TuneCo
         """The next study that still owes trials, locked, its interrupted trials re-queued, its artifacts
         built; None when every study has all its trials."""
         for spec, cls in queue:
+            if config.draining():
+                return None
             if not held.enter_context(try_cell_lock(spec.journal)):
                 raise MddError(f"Another `mdd-bench tune` is running study {spec.journal}; wait for it.")
             study = open_study(spec.journal, spec.study, spec.protocol, meta=spec.meta)
@@ -197,6 +207,9 @@ def _tune_ray(studies: list[tuple[TrialSpec, type]], trials: int, config: TuneCo
             current = open_next(queue, held)
             pending, names = [], {}
             while current is not None or pending:
+                if current is not None and config.draining():
+                    log(f"{config.drain_file} exists: no new trial; waiting for the {len(pending)} running")
+                    current = None
                 while current is not None and len(pending) < config.workers:
                     ref = task.remote(current.spec, current.study.ask().number, cpus)
                     pending.append(ref)

@@ -59,3 +59,24 @@ def browser():
         launched = playwright.chromium.launch(executable_path=executable)
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def open_page(browser):
+    """Open a local HTML file in a new tab and check its load: no console or page error, nothing fetched
+    but `file:` and `data:` URLs. Returns the tab and its live error list, to check again at the end."""
+
+    def open_(path: Path, **options):
+        tab = browser.new_page(**options)
+        errors: list[str] = []
+        tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        requests: list[str] = []
+        tab.on("request", lambda request: requests.append(request.url))
+        tab.goto(path.as_uri())
+        tab.wait_for_load_state("load")
+        assert errors == []
+        assert all(url.startswith(("file:", "data:")) for url in requests), requests
+        return tab, errors
+
+    return open_

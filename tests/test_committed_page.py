@@ -51,18 +51,9 @@ def with_digest(png: bytes, digest: str) -> bytes:
 
 
 @pytest.mark.browser
-def test_committed_page_in_a_headless_browser(browser) -> None:
+def test_committed_page_in_a_headless_browser(open_page) -> None:
     digest = page_digest()  # before loading, so the screenshot is stamped with the page it shows
-    tab = browser.new_page(viewport=VIEWPORT)
-    errors: list[str] = []
-    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    requests: list[str] = []
-    tab.on("request", lambda request: requests.append(request.url))
-    tab.goto(PAGE.as_uri())
-    tab.wait_for_load_state("load")
-    assert errors == []
-    assert all(url.startswith(("file:", "data:")) for url in requests), requests
+    tab, errors = open_page(PAGE, viewport=VIEWPORT)
 
     rows = "table#t-retrieval_{} tbody tr"
     assert tab.is_visible("table#t-retrieval_hard") and not tab.is_visible("table#t-retrieval_native")

@@ -266,17 +266,8 @@ def _visible_mean_column(tab, table: str) -> list[str]:
 
 
 @pytest.mark.browser
-def test_page_in_a_headless_browser(browser, page: Path) -> None:
-    tab = browser.new_page()
-    errors: list[str] = []
-    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    requests: list[str] = []
-    tab.on("request", lambda request: requests.append(request.url))
-    tab.goto(page.as_uri())
-    tab.wait_for_load_state("load")
-    assert errors == []
-    assert all(url.startswith(("file:", "data:")) for url in requests), requests
+def test_page_in_a_headless_browser(open_page, page: Path) -> None:
+    tab, errors = open_page(page)
 
     # Sorting: the Mean header orders each budget block by its numbers, then reverses, then restores.
     assert _visible_mean_column(tab, "retrieval_hard") == ["Random", "Herding", "MDM"]

@@ -10,8 +10,8 @@ every study's trials into `<out>/summary.json`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,21 +121,35 @@ def _prepare(spec: TrialSpec, cls: type, dataset) -> None:
     ctx.prepare(cls.artifacts)
 
 
+@contextmanager
+def _study_lock(spec: TrialSpec) -> Iterator[None]:
+    """Hold the study's lock while its trials are asked for (one tuner per study)."""
+    with try_cell_lock(spec.journal) as mine:
+        if not mine:
+            raise MddError(f"Another `mdd-bench tune` is running study {spec.journal}; wait for it.")
+        yield
+
+
+def _open_owed(spec: TrialSpec, trials: int, log) -> tuple[Any, int]:
+    """The study, its interrupted trials re-queued, and how many trials it still owes."""
+    study = open_study(spec.journal, spec.study, spec.protocol, meta=spec.meta)
+    retried = recover_interrupted(study)
+    if retried:
+        log(f"{spec.study}: trial(s) {retried} were interrupted; their parameters run again")
+    owed = trials - sum(is_counted(t) for t in study.get_trials(deepcopy=False))
+    if owed <= 0:
+        log(f"{spec.study}: {trials} trials done")
+    return study, owed
+
+
 def _tune_local(studies: list[tuple[TrialSpec, type]], trials: int, config: TuneConfig, log) -> None:
     from mdd_bench.data import load_dataset
 
     dataset = None
     for spec, cls in studies:
-        with try_cell_lock(spec.journal) as mine:
-            if not mine:
-                raise MddError(f"Another `mdd-bench tune` is running study {spec.journal}; wait for it.")
-            study = open_study(spec.journal, spec.study, spec.protocol, meta=spec.meta)
-            retried = recover_interrupted(study)
-            if retried:
-                log(f"{spec.study}: trial(s) {retried} were interrupted; their parameters run again")
-            owed = trials - sum(is_counted(t) for t in study.get_trials(deepcopy=False))
+        with _study_lock(spec):
+            study, owed = _open_owed(spec, trials, log)
             if owed <= 0:
-                log(f"{spec.study}: {trials} trials done")
                 continue
             if dataset is None:
                 dataset = load_dataset(spec.protocol.data.dataset, spec.protocol, spec.data_root,
@@ -182,15 +196,9 @@ def _tune_ray(studies: list[tuple[TrialSpec, type]], trials: int, config: TuneCo
         for spec, cls in queue:
             if config.draining():
                 return None
-            if not held.enter_context(try_cell_lock(spec.journal)):
-                raise MddError(f"Another `mdd-bench tune` is running study {spec.journal}; wait for it.")
-            study = open_study(spec.journal, spec.study, spec.protocol, meta=spec.meta)
-            retried = recover_interrupted(study)
-            if retried:
-                log(f"{spec.study}: trial(s) {retried} were interrupted; their parameters run again")
-            owed = trials - sum(is_counted(t) for t in study.get_trials(deepcopy=False))
+            held.enter_context(_study_lock(spec))
+            study, owed = _open_owed(spec, trials, log)
             if owed <= 0:
-                log(f"{spec.study}: {trials} trials done")
                 continue
             name = spec.protocol.data.dataset
             if name not in datasets:

@@ -15,6 +15,7 @@ from mdd_bench.errors import MddError
 from mdd_bench.methods.mdm import MDM, MDMHParams, mdm_loss
 from mdd_bench.models.dual import infonce
 from mdd_bench.protocol import load_protocol
+from mdd_bench.tuned import packaged_tuned
 
 pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
 
@@ -190,10 +191,23 @@ def test_a_failing_variant_is_recorded_and_the_others_finish(tmp_path, monkeypat
 
 
 def test_cpu_lrs_are_chosen_per_budget() -> None:
-    """The 500-pair cell has its own lrs (chosen on val at 500); --set still wins over them."""
+    """Untuned, the 500-pair cell has its own lrs (chosen on val at 500); --set still wins over them."""
 
     cpu = load_protocol("cpu")
-    at100, at500 = (MDM.for_protocol(cpu, {}, b).hparams for b in (100, 500))
+    at100, at500 = (MDM.for_protocol(cpu, {}, b, tuned="none").hparams for b in (100, 500))
     assert (at100.lr_img, at100.lr_txt) == (300.0, 30.0) and (at500.lr_img, at500.lr_txt) == (10.0, 1.0)
-    assert MDM.for_protocol(cpu, {"lr_img": "5"}, 500).hparams.lr_img == 5.0
+    assert MDM.for_protocol(cpu, {"lr_img": "5"}, 500, tuned="none").hparams.lr_img == 5.0
+
+
+def test_cpu_runs_the_packaged_tuned_values() -> None:
+    """`mdd-bench run --protocol cpu` applies what `mdd-bench tune` chose (the packaged file), and --set
+    still wins over it."""
+
+    cpu = load_protocol("cpu")
+    entry = packaged_tuned(cpu).get("shapes", "mdm", 100)
+    assert entry is not None and entry.trials == cpu.tuning.trials
+    tuned, untuned = (MDM.for_protocol(cpu, {}, 100, tuned=t).hparams for t in ("packaged", "none"))
+    assert (tuned.lr_img, tuned.w_agr) == (entry.values["lr_img"], entry.values["w_agr"])
+    assert (tuned.lr_img, tuned.w_agr) != (untuned.lr_img, untuned.w_agr)
+    assert MDM.for_protocol(cpu, {"w_agr": "0.5"}, 100).hparams.w_agr == 0.5
     assert MDM.for_protocol(load_protocol("smoke"), {}, 500).hparams.lr_img == 1000.0

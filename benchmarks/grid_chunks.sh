@@ -45,6 +45,8 @@ for spec in "$@"; do
     say "report exit $?"
     git add "$RUNS"
   fi
-  git commit -qm "$methods under $proto at $budget pairs, seed(s) $seed, archs $archs ($cmd); reports, README and FINDINGS regenerated" \
+  what="reports, README and FINDINGS regenerated"
+  [ "$RUNS" = reports/cpu/runs ] || what="its report ($RUNS/report) regenerated"
+  git commit -qm "$methods under $proto at $budget pairs, seed(s) $seed, archs $archs ($cmd); $what" \
     && say "committed"
 done

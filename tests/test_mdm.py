@@ -197,6 +197,7 @@ def test_cpu_lrs_are_chosen_per_budget() -> None:
     at100, at500 = (MDM.for_protocol(cpu, {}, b, tuned="none").hparams for b in (100, 500))
     assert (at100.lr_img, at100.lr_txt) == (300.0, 30.0) and (at500.lr_img, at500.lr_txt) == (10.0, 1.0)
     assert MDM.for_protocol(cpu, {"lr_img": "5"}, 500, tuned="none").hparams.lr_img == 5.0
+    assert MDM.for_protocol(load_protocol("smoke"), {}, 500).hparams.lr_img == 1000.0
 
 
 def test_cpu_runs_the_packaged_tuned_values() -> None:
@@ -210,4 +211,3 @@ def test_cpu_runs_the_packaged_tuned_values() -> None:
     assert (tuned.lr_img, tuned.w_agr) == (entry.values["lr_img"], entry.values["w_agr"])
     assert (tuned.lr_img, tuned.w_agr) != (untuned.lr_img, untuned.w_agr)
     assert MDM.for_protocol(cpu, {"w_agr": "0.5"}, 100).hparams.w_agr == 0.5
-    assert MDM.for_protocol(load_protocol("smoke"), {}, 500).hparams.lr_img == 1000.0

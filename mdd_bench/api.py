@@ -174,6 +174,7 @@ class DistillStats:
     iterations: int = 0
     iters_to_best: int | None = None
     time_per_iter_s: float | None = None  # median step time, evaluations excluded (DistillLoop sets it)
+    resumed_s: float = 0.0  # loop seconds earlier processes spent before the check this run resumed from
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -207,6 +208,10 @@ class DistillContext:
         # set per track beside the returned one, and the initial (iteration-0) set.
         self.select_tracks: tuple[str, ...] | None = None
         self.check_hook: Callable[[int, dict[str, float]], None] | None = None
+        # Where the loop saves each check so a stopped run resumes (`distill/resume.py`); the runner
+        # sets it for grid cells, tuning trials run without. A `distill.resume.Checkpoint` (the layer above
+        # this one, so not named in the annotation).
+        self.checkpoint: Any = None
         self.selected: dict[str, DistilledSet] = {}
         self.initial: DistilledSet | None = None
         self._reference = None

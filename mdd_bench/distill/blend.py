@@ -18,10 +18,12 @@ blending neither shifts nor depends on the dropout masks' random numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from mdd_bench.distill.resume import rng_state, set_rng_state
 from mdd_bench.errors import MddError
 
 
@@ -73,3 +75,9 @@ class BlendSampler:
     def plans(self, batches: list[torch.Tensor]) -> list[BlendPlan]:
         """One plan per student step (its batch of indices), drawn before either pass runs."""
         return [self.draw(len(b)) for b in batches]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_rng_state(self.rng, state["rng"])

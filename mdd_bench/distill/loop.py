@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mdd_bench.distill.resume import Resumable, global_rng_state, set_global_rng_state
 from mdd_bench.distill.synthetic import SyntheticSet
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError, NonFiniteLoss
@@ -96,6 +97,8 @@ class DistillLoop:
         self.desc = desc
         self.step_times: list[float] = []
         self.tracks: dict[str, TrackSelection] = {}
+        self.resumed_from: int | None = None  # the check a saved run went on from
+        self.resumed_s = 0.0  # the loop seconds of the processes before, up to that check
 
     # ------------------------------------------------------------------ selection
 
@@ -150,21 +153,36 @@ class DistillLoop:
         if self.synthetic.device.type == "cuda":
             torch.cuda.synchronize(self.synthetic.device)
 
-    def run(self, step: Callable[[int], torch.Tensor | float]) -> DistilledSet:
-        """Iteration 0 (the initial set) is scored too, so a method that never helps returns its init."""
-        initial = self.synthetic.state()
-        scores, _ = self._check(0)
-        since = 0  # checks since any track last improved
-        last_loss = float("nan")
-        stop, done = "max_iterations", 0
+    def run(
+        self, step: Callable[[int], torch.Tensor | float], resumable: Resumable | None = None
+    ) -> DistilledSet:
+        """Iteration 0 (the initial set) is scored too, so a method that never helps returns its init.
+
+        With `resumable` (the method's run state) and a checkpoint on the context (`ctx.checkpoint`, set
+        by the runner for grid cells), every check is saved and a saved run goes on from its last check.
+        """
+        checkpoint = getattr(self.ctx, "checkpoint", None) if resumable is not None else None
+        saved = checkpoint.load() if checkpoint is not None else None
+        start = time.perf_counter()
+        if saved is not None:
+            initial, done, since, stop, last_loss = self._restore(saved, resumable)
+        else:
+            initial = self.synthetic.state()
+            self._check(0)
+            done, since, stop, last_loss = 0, 0, "max_iterations", float("nan")
+            self._save(checkpoint, resumable, initial, done, since, stop, last_loss, start)
         every = self.rule.eval_every
         with self.ctx.progress(self.max_iterations, self.desc) as bar:
-            for it in range(1, self.max_iterations + 1):
+            if done:
+                bar.update(done)
+            for it in range(done + 1, self.max_iterations + 1):
+                if stop == "plateau":
+                    break
                 self._sync()
-                start = time.perf_counter()
+                began = time.perf_counter()
                 loss = step(it)
                 self._sync()
-                self.step_times.append(time.perf_counter() - start)
+                self.step_times.append(time.perf_counter() - began)
                 done = it
                 last_loss = float(loss)
                 if last_loss != last_loss or last_loss in (float("inf"), float("-inf")):
@@ -180,11 +198,59 @@ class DistillLoop:
                     bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{scores.get('hard', 0.0):.1f}", best=best)
                     if since >= self.rule.patience:
                         stop = "plateau"
-                        break
+                    self._save(checkpoint, resumable, initial, done, since, stop, last_loss, start)
         if self.max_iterations == 0:
             stop = "no_iterations"
         self._rescore()
         return self._finish(initial, done, stop, last_loss)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _save(self, checkpoint, resumable, initial, done, since, stop, last_loss, start) -> None:
+        if checkpoint is None:
+            return
+        tracks = {
+            name: {
+                "keep": s.keep,
+                "curve": s.curve,
+                "best": [(c.iteration, c.runs, c.state) for c in s.best],
+            }
+            for name, s in self.tracks.items()
+        }
+        checkpoint.save(
+            {
+                "iteration": done,
+                "since": since,
+                "stop": stop,
+                "last_loss": last_loss,
+                "step_times": self.step_times,
+                "tracks": tracks,
+                "initial": initial,
+                "method": resumable.state_dict(),
+                "rng": global_rng_state(self.synthetic.device),
+                # Seconds of this run's loop up to this check, earlier processes' included.
+                "loop_s": self.resumed_s + time.perf_counter() - start,
+            }
+        )
+
+    def _restore(self, saved: dict[str, Any], resumable: Resumable):
+        resumable.load_state_dict(saved["method"])
+        set_global_rng_state(saved["rng"], self.synthetic.device)
+        self.tracks = {}
+        for name, t in saved["tracks"].items():
+            selection = TrackSelection(name, t["keep"], [tuple(p) for p in t["curve"]])
+            selection.best = [Candidate(i, list(runs), state) for i, runs, state in t["best"]]
+            self.tracks[name] = selection
+        self.step_times = list(saved["step_times"])
+        self.resumed_s = float(saved["loop_s"])
+        self.resumed_from = int(saved["iteration"])
+        return (
+            saved["initial"],
+            self.resumed_from,
+            int(saved["since"]),
+            saved["stop"],
+            float(saved["last_loss"]),
+        )
 
     def _finish(self, initial: dict, done: int, stop: str, last_loss: float) -> DistilledSet:
         primary = "hard" if "hard" in self.tracks else next(iter(self.tracks))
@@ -217,4 +283,10 @@ class DistillLoop:
             still_rising=stop == "max_iterations",
             max_iterations=self.max_iterations,
         )
+        if self.resumed_from is not None:
+            stats.extra["resumed"] = {
+                "from_iteration": self.resumed_from,
+                "earlier_loop_s": round(self.resumed_s, 2),
+            }
+            stats.resumed_s += self.resumed_s
         return sets[primary]

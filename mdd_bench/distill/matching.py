@@ -35,6 +35,7 @@ from mdd_bench.api import DistillContext, HParams, Method
 from mdd_bench.distill.init import initial_pairs
 from mdd_bench.distill.loop import DistillLoop
 from mdd_bench.distill.merge import ExpertBank
+from mdd_bench.distill.resume import buffers, load_buffers, load_tensors
 from mdd_bench.distill.similarity import Similarity
 from mdd_bench.distill.student import FunctionalStudent
 from mdd_bench.distill.synthetic import SyntheticSet
@@ -190,7 +191,7 @@ class TrajectoryMatching(Method):
             "eval_dsa": self.native_dsa,  # the native track's DSA, on native val as on test
         }
         loop = DistillLoop(ctx, run.syn, hp.iterations, provenance, desc=self.name)
-        out = loop.run(run.step)
+        out = loop.run(run.step, resumable=run)
         ctx.stats.extra.update(
             similarity_bytes=run.similarity.stored_bytes,
             match_loss_last10=float(np.mean(run.losses[-10:])) if run.losses else None,
@@ -251,6 +252,28 @@ class TrajectoryRun:
         self.scale = method.logit_scale(temperature)
         self.losses: list[float] = []
         self.per_modality: list[dict[str, float]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything later steps depend on (`distill/resume.py`): a resumed run steps as this one."""
+        return {
+            "syn": self.syn.state(),  # the learned step sizes are extras
+            "similarity": [p.detach().to("cpu", copy=True) for p in self.similarity.params],
+            "optimiser": self.optimiser.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "student": buffers(self.student.model),
+            "losses": list(self.losses),
+            "per_modality": list(self.per_modality),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.syn.load_state(state["syn"])
+        load_tensors(self.similarity.params, state["similarity"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.schedule.load_state_dict(state["schedule"])
+        load_buffers(self.student.model, state["student"])
+        self.losses, self.per_modality = list(state["losses"]), list(state["per_modality"])
 
     def step_loss(self, batches: list[torch.Tensor]):
         syn, loss_name = self.syn, self.student_loss

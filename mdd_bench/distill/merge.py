@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mdd_bench.distill.resume import buffers, load_buffers, rng_state, set_rng_state
 from mdd_bench.errors import MddError
 from mdd_bench.workspace.params import MODALITIES, named_parameters
 
@@ -244,6 +245,15 @@ class TeacherSampler:
             )
             for m in MODALITIES
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        # The parameters are overwritten at every sample; a train-mode forward may update the buffers.
+        return {"rng": rng_state(self.rng), "buffers": buffers(self.model), "last": dict(self.last)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_rng_state(self.rng, state["rng"])
+        load_buffers(self.model, state["buffers"])
+        self.last = dict(state["last"])
 
     @torch.no_grad()
     def sample(self) -> nn.Module:

@@ -65,6 +65,12 @@ class SyntheticSet:
         tensors = {"images": self.images, "texts": self.texts, **self.extras}
         return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
 
+    @torch.no_grad()
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Put a `state()` back in place (the optimiser keeps its references to the tensors)."""
+        for name, tensor in {"images": self.images, "texts": self.texts, **self.extras}.items():
+            tensor.copy_(state[name])
+
     @staticmethod
     def distilled(state: dict[str, torch.Tensor], provenance: dict[str, Any] | None = None) -> DistilledSet:
         extras = {k: v for k, v in state.items() if k not in ("images", "texts")}

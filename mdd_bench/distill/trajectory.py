@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from mdd_bench.distill.merge import ExpertBank
+from mdd_bench.distill.resume import rng_state, set_rng_state
 from mdd_bench.distill.student import Flat
 from mdd_bench.errors import MddError
 
@@ -200,6 +202,13 @@ class TrajectorySampler:
         target = dict(zip(("image", "text"), self.bank.get(expert, start_epoch + self.span), strict=True))
         return expert, start_epoch, start, target
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_state(self.rng), "order": list(self.order)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_rng_state(self.rng, state["rng"])
+        self.order = list(state["order"])
+
 
 class BatchSchedule:
     """Synthetic mini-batch indices per student step.
@@ -225,3 +234,10 @@ class BatchSchedule:
 
     def steps(self, count: int) -> list[torch.Tensor]:
         return [self.next() for _ in range(count)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": rng_state(self.generator), "pending": self.pending.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_rng_state(self.generator, state["generator"])
+        self.pending = state["pending"].clone()

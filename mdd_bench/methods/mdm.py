@@ -45,6 +45,7 @@ from mdd_bench.distill import (
     initial_pairs,
     kernel_energy,
 )
+from mdd_bench.distill.resume import rng_state, set_rng_state
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError
 from mdd_bench.models.dual import infonce
@@ -157,6 +158,18 @@ class RealBatches:
         images, texts = self.source.batch(idx)
         return images.to(self.device, non_blocking=True), texts.to(self.device, non_blocking=True)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": rng_state(self.generator),
+            "order": self.order.clone(),
+            "augment": self.source.augment_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_rng_state(self.generator, state["generator"])
+        self.order = state["order"].clone()
+        self.source.set_augment_state(state["augment"])
+
 
 class MDM(Method):
     name = "mdm"
@@ -229,7 +242,7 @@ class MDM(Method):
         state = MDMState(ctx, hp, budget)
         provenance = {"data_init": hp.data_init, "init_indices": state.chosen, "model_init": hp.model_init}
         loop = DistillLoop(ctx, state.syn, hp.iterations, provenance, desc="mdm")
-        out = loop.run(state.step)
+        out = loop.run(state.step, resumable=state)
         norms = state.grad_norms
         ctx.stats.extra.update(
             loss_terms={k: float(np.mean(v[-10:])) if v else None for k, v in state.history.items()},
@@ -266,6 +279,28 @@ class MDMState:
         self.temperature = ctx.protocol.model.temperature
         self.history: dict[str, list[float]] = {t: [] for t in self.terms}
         self.grad_norms: list[float] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything later steps depend on (`distill/resume.py`): a resumed run steps as this one."""
+        return {
+            "syn": self.syn.state(),
+            "optimiser": self.optimiser.state_dict(),
+            "teacher": self.teacher.state_dict(),
+            "real": None if self.real is None else self.real.state_dict(),
+            "generator": rng_state(self.generator),
+            "history": {k: list(v) for k, v in self.history.items()},
+            "grad_norms": list(self.grad_norms),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.syn.load_state(state["syn"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.teacher.load_state_dict(state["teacher"])
+        if self.real is not None:
+            self.real.load_state_dict(state["real"])
+        set_rng_state(self.generator, state["generator"])
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.grad_norms = list(state["grad_norms"])
 
     def step(self, _: int = 0) -> torch.Tensor:
         hp, syn = self.hp, self.syn

@@ -119,6 +119,13 @@ class BlendRun(TrajectoryRun):
         super().__init__(ctx, method, budget)
         self.blends = BlendSampler(method.hparams.blend_alpha, ctx.seed + 71)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "blends": self.blends.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.blends.load_state_dict(state["blends"])
+
     def step_losses(self, batches: list[torch.Tensor]) -> tuple[StepLoss, StepLoss]:
         plans = self.blends.plans(batches)
         syn, student, loss_name = self.syn, self.student, self.student_loss

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mdd_bench import __version__
 from mdd_bench.api import DistillContext, Method
+from mdd_bench.distill.resume import Checkpoint, checkpoint_path
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError
 from mdd_bench.evaluation.evaluator import arch_grid, check_budget, repetition_seeds
@@ -66,11 +68,16 @@ def run_cell(
     check_budget(ctx.dataset, cell.budget)
     prepare_artifacts(ctx, method.artifacts, config.archs, clock)
     ctx.selected, ctx.initial = {}, None
+    result_path = result_path or cell.path(config.out, protocol)
+    ctx.checkpoint = Checkpoint(
+        checkpoint_path(result_path), checkpoint_key(method, cell, protocol, ctx, ablation)
+    )
     with clock.stage("distill"):
         with PeakMemory(ctx.device) as memory:
             start = time.perf_counter()
             distilled = method.distill(ctx, cell.budget)
-            distill_s = time.perf_counter() - start
+            # A resumed run adds the loop seconds its earlier attempts spent up to the check it went on from.
+            distill_s = time.perf_counter() - start + ctx.stats.resumed_s
         if distilled.size != cell.budget:
             raise MddError(
                 f"Method '{cell.method}' returned {distilled.size} pairs for budget {cell.budget}."
@@ -79,7 +86,6 @@ def run_cell(
         made["hparams"] = method.describe()["hparams"]
         made["eval_dsa"] = method.native_dsa  # the native track's DSA, as the method's reference evaluates
         distilled.provenance.update(made)
-        result_path = result_path or cell.path(config.out, protocol)
         set_path = distilled.save(result_path.parent / "sets" / result_path.stem)
         # Each track is scored on the set its own val chose (`distill/loop.py`); a track whose choice is
         # another iteration than the hard track's gets its set saved beside the cell's.
@@ -93,6 +99,7 @@ def run_cell(
                 chosen.provenance.update(made)
                 chosen.save(result_path.parent / "sets" / f"{result_path.stem}.{track}")
                 track_sets[track] = chosen
+    clock.add({"distill": ctx.stats.resumed_s})
     stats = ctx.stats
     evaluation: dict[str, Any] = {}
     for track in config.tracks:
@@ -158,6 +165,25 @@ def run_cell(
         stages_s=stage_delta(clock, before),
         random_weights=protocol.random_weights,
     ).to_dict()
+
+
+def checkpoint_key(
+    method: Method, cell: Cell, protocol: Protocol, ctx: DistillContext, ablation: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What determines a cell's distillation: a checkpoint saved under another key is not resumed."""
+    return {
+        "protocol": protocol.name,
+        "protocol_hash": protocol.hash,
+        "dataset": cell.dataset,
+        "method": cell.method,
+        "hparams": method.describe()["hparams"],
+        "budget": cell.budget,
+        "seed": cell.seed,
+        "device": str(ctx.device),
+        "select_tracks": ctx.select_tracks,
+        "ablation": ablation,
+        "mdd_bench": __version__,
+    }
 
 
 def stage_delta(clock: StageClock, before: dict[str, float], into: dict[str, float] | None = None) -> dict:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mdd_bench.cache import atomic_write
+from mdd_bench.distill.resume import checkpoint_path
 from mdd_bench.locks import remove_stale_temps, try_cell_lock
 from mdd_bench.run.cell import extend_cell, extension_job, run_cell
 from mdd_bench.run.jobs import BUSY, DONE, FAILED, FINISHED, CellJob, CellOutcome, DatasetCache, error_line
@@ -52,17 +53,21 @@ def execute_cell(
         if job.path.exists() and not _still_to_extend(job, config):
             return CellOutcome(job, FINISHED)  # finished (or extended) by another run since we looked
         # A killed earlier attempt may have left temporary files; nobody else writes them now.
-        for target in (job.path, job.error_path, job.set_file, job.set_sidecar):
+        resume = checkpoint_path(job.path)
+        for target in (job.path, job.error_path, job.set_file, job.set_sidecar, resume):
             remove_stale_temps(target)
         log = CellLog(job.log_path)
         clock = StageClock(on_stage=on_stage, on_done=lambda name, s: log(f"  {name}: {s:.1f} s"))
         start = job.announce if job.extend or job.redo else f"start {job.label}"
         log(f"{start} (protocol {job.protocol.name}, device {config.device})")
+        if resume.is_file() and not job.extend:
+            log(f"  {resume.name}: an earlier attempt's distillation checkpoint (resumed if its key matches)")
         try:
             result = _run(job, config, datasets, clock, progress)
             from mdd_bench.cache import atomic_write_json
 
             atomic_write_json(job.path, result)
+            resume.unlink(missing_ok=True)  # the result holds everything now
         except Exception as exc:  # isolation: any failure of one cell is recorded, the grid goes on
             line = error_line(exc)
             record_failure(job, line, traceback.format_exc(), log)

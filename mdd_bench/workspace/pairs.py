@@ -7,6 +7,7 @@ in memory) or on the real training pairs (uint8 pixel store indexed through the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,6 +60,14 @@ class RealPairs(PairSource):
 
     def __len__(self) -> int:
         return self.split.num_captions
+
+    def augment_state(self) -> Any:
+        """The augmentation seeds' stream (None without augmentation), for a resumed run."""
+        return None if self.augment is None else self._seeds.bit_generator.state
+
+    def set_augment_state(self, state: Any) -> None:
+        if self.augment is not None:
+            self._seeds.bit_generator.state = state
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = self.split.images.get(self.split.caption_image[idx.numpy()])

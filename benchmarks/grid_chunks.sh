@@ -45,6 +45,8 @@ for spec in "$@"; do
     say "report exit $?"
     git add "$RUNS"
   fi
+  # A chunk whose cells were all finished already can leave nothing new once its report is rewritten.
+  git diff --cached --quiet && { say "nothing new to commit"; continue; }
   what="reports, README and FINDINGS regenerated"
   [ "$RUNS" = reports/cpu/runs ] || what="its report ($RUNS/report) regenerated"
   git commit -qm "$methods under $proto at $budget pairs, seed(s) $seed, archs $archs ($cmd); $what" \

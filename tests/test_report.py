@@ -26,17 +26,16 @@ from mdd_bench.report import parse_formats, write_report
 from mdd_bench.report.frame import COLUMNS, TIMING_TRACK, load_frame
 from mdd_bench.report.layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, MISSING, SOURCE, TIED, Cell, Table
 from mdd_bench.report.lineage import lineage_groups, lineages, protocol_lineage
+from mdd_bench.report.seed_stats import seed_stat, t975
 from mdd_bench.report.tables import (
     _bold_best,
     _cell,
-    _stat,
     ablation_tables,
     build_tables,
     cross_arch_table,
     protocol_comparison,
     protocol_table,
     retrieval_table,
-    t975,
     timing_tables,
 )
 
@@ -537,20 +536,20 @@ def test_bold_without_a_noise_estimate_claims_only_visible_differences() -> None
 
 
 def test_interval_statistics() -> None:
-    stat = _stat(pd.Series([10.0, 12.0, 14.0]).to_numpy())
+    stat = seed_stat(pd.Series([10.0, 12.0, 14.0]).to_numpy())
     assert stat.std == pytest.approx(2.0)  # ddof=1
     assert stat.ci == pytest.approx(4.303 * 2.0 / math.sqrt(3))
     assert t975(1) == pytest.approx(12.706) and t975(1000) == pytest.approx(1.96) and math.isnan(t975(0))
     # one seed of a deterministic method: spread and interval from its 5 evaluation repetitions
-    det = _stat(pd.Series([13.0]).to_numpy(), rep_std=1.0, reps=5, deterministic=True)
+    det = seed_stat(pd.Series([13.0]).to_numpy(), rep_std=1.0, reps=5, deterministic=True)
     assert det.std == 1.0 and det.ci == pytest.approx(2.776 / math.sqrt(5))
     cell = _cell(det, n_max=3)
     assert cell.marks == DETERMINISTIC and cell.std == 1.0
     assert _cell(det, n_max=3, interval="ci95").std == pytest.approx(det.ci)
     # one seed of a seeded method: no spread shown (it is over seeds), the repetitions still bound the noise
-    lone = _stat(pd.Series([13.0]).to_numpy(), rep_std=1.0, reps=5)
+    lone = seed_stat(pd.Series([13.0]).to_numpy(), rep_std=1.0, reps=5)
     assert math.isnan(lone.std) and lone.ci == pytest.approx(2.776 / math.sqrt(5))
-    assert math.isnan(_stat(pd.Series([13.0]).to_numpy()).ci)  # no repetitions: no estimate
+    assert math.isnan(seed_stat(pd.Series([13.0]).to_numpy()).ci)  # no repetitions: no estimate
 
 
 def test_report_interval_option_changes_the_caption(runs: Path, tmp_path: Path) -> None:

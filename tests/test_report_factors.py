@@ -163,3 +163,16 @@ def test_the_table_is_in_every_written_format(runs: Path, tmp_path: Path) -> Non
     assert folder / "factors_hard.tex" in paths
     assert "Student loss → InfoNCE" in (folder / "report_hard.md").read_text()
     assert 'id="s-factors"' in (folder / "report.html").read_text()
+
+
+def test_findings_quote_the_report_table(runs: Path) -> None:
+    from bench_scripts import load_bench
+
+    numbers = load_bench("findings_numbers")
+    frame = load_frame(runs)
+    text = numbers.factor_section(frame, PROTOCOL, "hard")
+    assert text.startswith("### Factors of the trajectory family (hard track)")
+    assert "| TESLA-WBCE | As configured " in text and "+6.5 ± " in text and CARRIES in text
+    assert numbers.factor_section(frame, PROTOCOL, "native") == ""  # no factors there: no section
+    assert numbers.factor_section(frame, "other", "hard") == ""
+    assert "factors" not in numbers.ablation_section(frame, PROTOCOL, "hard")

@@ -274,6 +274,21 @@ def test_cross_architecture_table(frame: pd.DataFrame) -> None:
     assert table.find_row("200", "MDM")[table.columns.index(("COCO", "", "Mean"))].plain() == MISSING
 
 
+def test_cross_architecture_mean_of_a_deterministic_method_is_not_missing_seeds(tmp_path: Path) -> None:
+    """A coreset that runs one seed by design reads § in the unseen pairs' mean too, like its pair columns."""
+    runs = tmp_path / "runs"
+    for seed in SEEDS:
+        write(runs, "lors", result("lors", "flickr8k", 100, seed))
+    write(runs, "herding", {**result("random", "flickr8k", 100, 0, deterministic=True), "method": "herding"})
+    table = cross_arch_table(load_frame(runs), "hard")
+    row = table.find_row("100", "Herding")
+    mean = row[table.columns.index(("Flickr8k", "", "Mean"))]
+    unseen = statistics.fmean(arch_entry("random", "flickr8k", 100, 0, p)["mean"]["mean"] for p in (1, 2, 3))
+    assert mean.mean == pytest.approx(unseen) and mean.marks == DETERMINISTIC
+    assert row[table.columns.index(("Flickr8k", "bert", "nf_resnet50"))].marks == DETERMINISTIC
+    assert not any(n.startswith(FEWER_SEEDS) for n in table.notes)
+
+
 def test_timing_table_saving_against_baseline(frame: pd.DataFrame) -> None:
     timing = {t.name: t for t in build_tables(frame, "hard", baseline="lors")}["timing_flickr8k"]
     headers = [c[0] for c in timing.columns]

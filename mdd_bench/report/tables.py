@@ -318,8 +318,10 @@ def cross_arch_table(frame: pd.DataFrame, track: str) -> Table | None:
     methods, budgets, datasets = _grid(frame)
     stats = _agg(df, ["dataset", "budget", "method", "text_encoder", "image_encoder"])
     per_seed = df[[p in unseen for p in zip(df["text_encoder"], df["image_encoder"], strict=True)]]
-    unseen_mean = per_seed.groupby(["dataset", "budget", "method", "seed"])["value"].agg(
-        lambda v: v.mean() if v.notna().sum() == len(unseen) else math.nan
+    # The method's deterministic flag goes along, so a one-seed coreset's mean reads § there too, not ‡.
+    unseen_mean = per_seed.groupby(["dataset", "budget", "method", "seed"]).agg(
+        value=("value", lambda v: v.mean() if v.notna().sum() == len(unseen) else math.nan),
+        deterministic=("deterministic", "all"),
     )
     unseen_stats = _agg(unseen_mean.reset_index(), ["dataset", "budget", "method"])
     n_max = max(s.n for s in stats.values())

@@ -86,7 +86,7 @@ def scipy_interval(differences: list[float]) -> float:
 def test_changes_are_paired_by_seed_with_the_t_interval(runs: Path) -> None:
     table = factor_table(load_frame(runs), "hard")
     assert table is not None and table.name == "factors_hard"
-    change, paired, recall = (table.column(h) for h in ("Change", "Paired seeds", "Mean recall"))
+    change, paired, recall = (table.column(h) for h in ("Change", "Seeds", "Mean recall"))
     row = table.find_row("TESLA-WBCE", "Student loss → InfoNCE")
     assert row[change].mean == pytest.approx(np.mean(changes("tesla", "Student loss: InfoNCE")))
     assert row[change].std == pytest.approx(
@@ -96,6 +96,7 @@ def test_changes_are_paired_by_seed_with_the_t_interval(runs: Path) -> None:
     assert row[recall].mean == pytest.approx(np.mean(CELLS["tesla"]["Student loss: InfoNCE"]))
     configured = table.find_row("TESLA-WBCE", CONFIGURED)
     assert configured[recall].mean == pytest.approx(21.0) and configured[change].plain() == ""
+    assert configured[paired].plain() == "3" and table.find_row("LoRS", CONFIGURED)[paired].plain() == "2"
     # LoRS seed 2 has no as-configured run: the identity flip pairs seeds 0 and 1 only
     lors = table.find_row("LoRS", "Similarity → identity")
     assert lors[change].mean == pytest.approx(-2.0) and lors[paired].plain() == "2"

@@ -37,7 +37,7 @@ def _significant(stat: Stat) -> bool:
 
 def factor_table(frame: pd.DataFrame, track: str) -> Table | None:
     """Rows method x (as configured, then each flip in declared order); columns mean recall, change
-    against as configured ± its 95% interval, paired seeds. None without a factors ablation."""
+    against as configured ± its 95% interval, seeds. None without a factors ablation."""
     df = frame[
         (frame["ablation_group"] == FACTORS_GROUP)
         & (frame["track"] == track)
@@ -53,7 +53,7 @@ def factor_table(frame: pd.DataFrame, track: str) -> Table | None:
         ("Switch",),
         ("Mean recall",),
         ("Change",),
-        ("Paired seeds",),
+        ("Seeds",),
     ]
     image, text = (df["image_encoder"].iloc[0], df["text_encoder"].iloc[0])
     where = "" if labels == 3 else f" on {dataset_name(blocks[0][0])} with {blocks[0][1]} pairs"
@@ -62,7 +62,8 @@ def factor_table(frame: pd.DataFrame, track: str) -> Table | None:
         f"with every other setting kept. Mean recall = test mean of IR@1/5/10 and TR@1/5/10 (%, {track} "
         f"track, source encoders {image} + {text}), mean ± 95% t-interval over distillation seeds. Change = "
         "the flipped run minus the as-configured run of the same seed (same evaluation seeds), mean ± 95% "
-        "t-interval over the paired seeds; an interval that excludes 0 means the switch matters. "
+        "t-interval over the paired seeds; an interval that excludes 0 means the switch matters. Seeds = "
+        "the as-configured run's, and for a flip those both runs have. "
         f"Protocol {frame['protocol'].iloc[0]}. – not run."
     )
     table = Table(f"factors_{track}", "Factors of the trajectory family", caption, columns, labels)
@@ -93,9 +94,10 @@ def factor_table(frame: pd.DataFrame, track: str) -> Table | None:
                     if alone.n
                     else Cell(mean=math.nan)
                 )
-                if variant == CONFIGURED or CONFIGURED not in seeds:
-                    none = Cell(text="") if variant == CONFIGURED else Cell(mean=math.nan)
-                    row += [none, Cell(mean=math.nan, digits=0)]
+                if variant == CONFIGURED:
+                    row += [Cell(text=""), Cell(mean=float(alone.n), digits=0, sources=files[variant])]
+                elif CONFIGURED not in seeds:
+                    row += [Cell(mean=math.nan), Cell(mean=math.nan, digits=0)]
                 else:
                     diff = (seeds[variant] - seeds[CONFIGURED]).to_numpy(dtype=float)
                     change = seed_stat(diff[~np.isnan(diff)])

@@ -91,12 +91,13 @@ def block(
             numbers.ranking_section(frame, protocol, track),
             numbers.cross_arch_section(frame, protocol, track),
             numbers.ablation_section(frame, protocol, track),
+            numbers.factor_section(frame, protocol, track),
             numbers.blend_section(frame, track),
         ]
     sections.append(numbers.timing_section(frame, protocol))
     if before is not None or tuning is not None:
         sections += fair_sections(frame, load_frame(before) if before else None, tuning, protocol)
-    return BEGIN + "\n" + "\n\n".join(s.replace("### ", "#### ", 1) for s in sections) + "\n" + END
+    return BEGIN + "\n" + "\n\n".join(s.replace("### ", "#### ", 1) for s in sections if s) + "\n" + END
 
 
 def updated(

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mdd_bench.report.factors import FACTORS_GROUP, factor_table
 from mdd_bench.report.frame import load_frame
+from mdd_bench.report.markdown import table_md
 
 SEED_CLAIMS = {  # the poster's comparisons: MDM against each trajectory method and LoRS
     "mdm": ("mtt-vl", "tesla", "lors"),
@@ -296,24 +298,37 @@ def blend_section(frame: pd.DataFrame, track: str, protocols: tuple[str, str] = 
 
 
 def ablation_section(frame: pd.DataFrame, protocol: str, track: str) -> str:
+    """Each ablation group's variants by mean recall, per method and budget (the factors group has its
+    own section)."""
     f = frame[
         (frame["protocol"] == protocol)
         & (frame["track"] == track)
         & (frame["metric"] == "mean")
         & (frame["source"].astype(bool))
         & frame["ablation_group"].notna()
-        & (frame["ablation_group"] != "")
+        & ~frame["ablation_group"].isin(["", FACTORS_GROUP])
     ]
     lines = [f"### Ablations ({track} track), variants by mean recall"]
-    for (group, budget), g in f.groupby(["ablation_group", "budget"]):
+    for (group, method, budget), g in f.groupby(["ablation_group", "method", "budget"]):
         means = (
             g.groupby("ablation_variant")["value"]
             .agg(["mean", "std", "count"])
             .sort_values("mean", ascending=False)
         )
         parts = [f"{v} {r['mean']:.1f} ± {r['std']:.1f}" for v, r in means.iterrows()]
-        lines.append(f"- {group}, {budget} pairs: " + " > ".join(parts))
+        lines.append(f"- {method} {group}, {budget} pairs: " + " > ".join(parts))
     return "\n".join(lines)
+
+
+def factor_section(frame: pd.DataFrame, protocol: str, track: str) -> str:
+    """The report's factor table itself (each flip's change against the as-configured run, paired by
+    seed), so FINDINGS and the report cannot disagree; empty without a factors ablation."""
+    factors = factor_table(frame[frame["protocol"] == protocol], track)
+    if factors is None:
+        return ""
+    notes = "".join(f"\n{n}  " for n in factors.notes).rstrip()
+    head = f"### Factors of the trajectory family ({track} track)"
+    return f"{head}\n\n{table_md(factors)}\n\n{factors.caption}{notes}"
 
 
 def main() -> None:
@@ -331,6 +346,7 @@ def main() -> None:
             ranking_section(frame, args.protocol, track),
             cross_arch_section(frame, args.protocol, track),
             ablation_section(frame, args.protocol, track),
+            factor_section(frame, args.protocol, track),
             blend_section(frame, track),
         ]
     sections.append(timing_section(frame, args.protocol))

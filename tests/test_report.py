@@ -26,17 +26,16 @@ from mdd_bench.report import parse_formats, write_report
 from mdd_bench.report.frame import COLUMNS, TIMING_TRACK, load_frame
 from mdd_bench.report.layout import DETERMINISTIC, EXTRAS, FEWER_SEEDS, MISSING, SOURCE, TIED, Cell, Table
 from mdd_bench.report.lineage import lineage_groups, lineages, protocol_lineage
+from mdd_bench.report.seed_stats import seed_stat, t975
 from mdd_bench.report.tables import (
     _bold_best,
     _cell,
-    _stat,
     ablation_tables,
     build_tables,
     cross_arch_table,
     protocol_comparison,
     protocol_table,
     retrieval_table,
-    t975,
     timing_tables,
 )
 
@@ -273,6 +272,21 @@ def test_cross_architecture_table(frame: pd.DataFrame) -> None:
     assert row[table.columns.index(("Flickr8k", "", "Mean"))].mean == pytest.approx(unseen)
     assert row[table.columns.index(("Flickr8k", "", "Mean"))].bold
     assert table.find_row("200", "MDM")[table.columns.index(("COCO", "", "Mean"))].plain() == MISSING
+
+
+def test_cross_architecture_mean_of_a_deterministic_method_is_not_missing_seeds(tmp_path: Path) -> None:
+    """A coreset that runs one seed by design reads § in the unseen pairs' mean too, like its pair columns."""
+    runs = tmp_path / "runs"
+    for seed in SEEDS:
+        write(runs, "lors", result("lors", "flickr8k", 100, seed))
+    write(runs, "herding", {**result("random", "flickr8k", 100, 0, deterministic=True), "method": "herding"})
+    table = cross_arch_table(load_frame(runs), "hard")
+    row = table.find_row("100", "Herding")
+    mean = row[table.columns.index(("Flickr8k", "", "Mean"))]
+    unseen = statistics.fmean(arch_entry("random", "flickr8k", 100, 0, p)["mean"]["mean"] for p in (1, 2, 3))
+    assert mean.mean == pytest.approx(unseen) and mean.marks == DETERMINISTIC
+    assert row[table.columns.index(("Flickr8k", "bert", "nf_resnet50"))].marks == DETERMINISTIC
+    assert not any(n.startswith(FEWER_SEEDS) for n in table.notes)
 
 
 def test_timing_table_saving_against_baseline(frame: pd.DataFrame) -> None:
@@ -537,20 +551,20 @@ def test_bold_without_a_noise_estimate_claims_only_visible_differences() -> None
 
 
 def test_interval_statistics() -> None:
-    stat = _stat(pd.Series([10.0, 12.0, 14.0]).to_numpy())
+    stat = seed_stat(pd.Series([10.0, 12.0, 14.0]).to_numpy())
     assert stat.std == pytest.approx(2.0)  # ddof=1
     assert stat.ci == pytest.approx(4.303 * 2.0 / math.sqrt(3))
     assert t975(1) == pytest.approx(12.706) and t975(1000) == pytest.approx(1.96) and math.isnan(t975(0))
     # one seed of a deterministic method: spread and interval from its 5 evaluation repetitions
-    det = _stat(pd.Series([13.0]).to_numpy(), rep_std=1.0, reps=5, deterministic=True)
+    det = seed_stat(pd.Series([13.0]).to_numpy(), rep_std=1.0, reps=5, deterministic=True)
     assert det.std == 1.0 and det.ci == pytest.approx(2.776 / math.sqrt(5))
     cell = _cell(det, n_max=3)
     assert cell.marks == DETERMINISTIC and cell.std == 1.0
     assert _cell(det, n_max=3, interval="ci95").std == pytest.approx(det.ci)
     # one seed of a seeded method: no spread shown (it is over seeds), the repetitions still bound the noise
-    lone = _stat(pd.Series([13.0]).to_numpy(), rep_std=1.0, reps=5)
+    lone = seed_stat(pd.Series([13.0]).to_numpy(), rep_std=1.0, reps=5)
     assert math.isnan(lone.std) and lone.ci == pytest.approx(2.776 / math.sqrt(5))
-    assert math.isnan(_stat(pd.Series([13.0]).to_numpy()).ci)  # no repetitions: no estimate
+    assert math.isnan(seed_stat(pd.Series([13.0]).to_numpy()).ci)  # no repetitions: no estimate
 
 
 def test_report_interval_option_changes_the_caption(runs: Path, tmp_path: Path) -> None:

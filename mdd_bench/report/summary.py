@@ -15,6 +15,7 @@ from mdd_bench.report.layout import Cell, Table
 from mdd_bench.report.markdown import section
 from mdd_bench.report.names import dataset_name, method_name
 from mdd_bench.report.random_weights import mark_tables
+from mdd_bench.report.seed_stats import seed_stat
 from mdd_bench.report.tables import (
     TRACK_TEXT,
     _agg,
@@ -24,7 +25,6 @@ from mdd_bench.report.tables import (
     _main,
     _notes,
     _seeds_text,
-    _stat,
     _timing_per_seed,
     tuning_table,
 )
@@ -95,8 +95,8 @@ def summary_cost(frame: pd.DataFrame) -> Table | None:
         if part.empty:
             continue
         for (budget, method), g in _timing_per_seed(part).groupby(level=["budget", "method"]):
-            stats[(dataset, budget, method, "s")] = _stat(g["time_per_iter_s"].to_numpy(dtype=float))
-            stats[(dataset, budget, method, "min")] = _stat(g["total"].to_numpy(dtype=float) / 60.0)
+            stats[(dataset, budget, method, "s")] = seed_stat(g["time_per_iter_s"].to_numpy(dtype=float))
+            stats[(dataset, budget, method, "min")] = seed_stat(g["total"].to_numpy(dtype=float) / 60.0)
     timed = [m for m in methods if any(k[2] == m and s.n for k, s in stats.items())]
     if not timed:
         return None

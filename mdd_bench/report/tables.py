@@ -23,6 +23,7 @@ The run-length table gives each iterative method's stop (the distillation loop's
 every method): iterations run, the chosen iteration, and how many seeds stopped on the plateau or were
 still rising at the maximum (marked ↗, here and on the method's label in the retrieval table). The
 tuning table gives the `mdd-bench tune` entry behind each cell's settings, or says it ran untuned.
+The trajectory family's factor table (each switch flipped alone) is built in `factors.py`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import pandas as pd
 
 from mdd_bench.evaluation.metrics import METRICS
 from mdd_bench.record import FULL_DATA
+from mdd_bench.report.factors import FACTORS_GROUP, factor_table
 from mdd_bench.report.frame import (
     INITIAL_METRICS,
     RUN_METRICS,
@@ -55,6 +57,7 @@ from mdd_bench.report.layout import (
 from mdd_bench.report.lineage import Lineage, description
 from mdd_bench.report.names import dataset_name, method_name, ordered_datasets, ordered_methods
 from mdd_bench.report.random_weights import mark_tables
+from mdd_bench.report.seed_stats import Stat, seed_stat, t975
 
 RETRIEVAL_COLUMNS = (*METRICS, "mean")
 SCORE_HEADERS = {"ior": "IOR", "hlr": "HLR", "score": "Score"}
@@ -74,41 +77,6 @@ TRACK_TEXT = {
 
 
 INTERVALS = ("std", "ci95")
-# Two-sided 95% t-quantiles by degrees of freedom; 1.96 beyond the table.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)  # fmt: skip
-
-
-def t975(dof: int) -> float:
-    if dof < 1:
-        return math.nan
-    return _T975[dof - 1] if dof <= len(_T975) else 1.96
-
-
-@dataclass(frozen=True)
-class Stat:
-    mean: float
-    std: float
-    n: int
-    ci: float = math.nan  # half-width of the 95% interval of the mean
-    deterministic: bool = False
-
-
-def _stat(values: np.ndarray, rep_std: float = math.nan, reps: int = 0, deterministic: bool = False) -> Stat:
-    """Seed statistics; a single seed takes its interval (and, when deterministic, its spread) from the
-    evaluation repetitions."""
-    values = values[~np.isnan(values)]
-    if not len(values):
-        return Stat(math.nan, math.nan, 0)
-    mean = float(np.mean(values))
-    if len(values) > 1:
-        std = float(np.std(values, ddof=1))
-        return Stat(mean, std, len(values), t975(len(values) - 1) * std / math.sqrt(len(values)))
-    # One seed: the evaluation repetitions are the only noise estimate left (a lower bound for a seeded
-    # method, whose spread over seeds is unknown and so not shown).
-    ci = t975(reps - 1) * rep_std / math.sqrt(reps) if reps > 1 and not math.isnan(rep_std) else math.nan
-    return Stat(mean, rep_std if deterministic else math.nan, 1, ci, deterministic)
 
 
 def _agg(df: pd.DataFrame, keys: list[str]) -> dict[tuple, Stat]:
@@ -118,7 +86,7 @@ def _agg(df: pd.DataFrame, keys: list[str]) -> dict[tuple, Stat]:
         deterministic = bool(g["deterministic"].all()) if "deterministic" in g else False
         rep_std = float(g["rep_std"].iloc[0]) if "rep_std" in g and len(g) == 1 else math.nan
         reps = int(g["repetitions"].iloc[0]) if "repetitions" in g and len(g) == 1 else 0
-        out[key] = _stat(g["value"].to_numpy(dtype=float), rep_std, reps, deterministic)
+        out[key] = seed_stat(g["value"].to_numpy(dtype=float), rep_std, reps, deterministic)
     return out
 
 
@@ -350,8 +318,10 @@ def cross_arch_table(frame: pd.DataFrame, track: str) -> Table | None:
     methods, budgets, datasets = _grid(frame)
     stats = _agg(df, ["dataset", "budget", "method", "text_encoder", "image_encoder"])
     per_seed = df[[p in unseen for p in zip(df["text_encoder"], df["image_encoder"], strict=True)]]
-    unseen_mean = per_seed.groupby(["dataset", "budget", "method", "seed"])["value"].agg(
-        lambda v: v.mean() if v.notna().sum() == len(unseen) else math.nan
+    # The method's deterministic flag goes along, so a one-seed coreset's mean reads § there too, not ‡.
+    unseen_mean = per_seed.groupby(["dataset", "budget", "method", "seed"]).agg(
+        value=("value", lambda v: v.mean() if v.notna().sum() == len(unseen) else math.nan),
+        deterministic=("deterministic", "all"),
     )
     unseen_stats = _agg(unseen_mean.reset_index(), ["dataset", "budget", "method"])
     n_max = max(s.n for s in stats.values())
@@ -410,7 +380,7 @@ def before_after_table(before: pd.DataFrame, after: pd.DataFrame, track: str) ->
             (df["track"] == track) & df["source"] & (df["metric"] == "mean") & (df["method"] != FULL_DATA)
         ]
         return {
-            key: _stat(g["value"].to_numpy(dtype=float))
+            key: seed_stat(g["value"].to_numpy(dtype=float))
             for key, g in df.groupby(["dataset", "budget", "method"], sort=False)
         }
 
@@ -468,7 +438,7 @@ def initial_gain_table(frame: pd.DataFrame) -> Table | None:
         return None
     # No repetition spread: one seed gives no interval (the gain's noise is over distillation seeds).
     stats = {
-        key: _stat(g["value"].to_numpy(dtype=float))
+        key: seed_stat(g["value"].to_numpy(dtype=float))
         for key, g in df.groupby(["dataset", "budget", "method", "metric"], sort=False)
     }
     files = _files(df, ["dataset", "budget", "method"])
@@ -737,7 +707,7 @@ def timing_tables(frame: pd.DataFrame, baseline: str | None) -> list[Table]:
         cols = [c for c in TIMING_COLUMNS if c[0] != "cuda_peak_mem_mb" or has_gpu]
         det = part.groupby(["budget", "method"])["deterministic"].all() if "deterministic" in part else {}
         stats = {
-            (b, m, key): _stat(g[key].to_numpy(dtype=float), deterministic=bool(det.get((b, m), False)))
+            (b, m, key): seed_stat(g[key].to_numpy(dtype=float), deterministic=bool(det.get((b, m), False)))
             for (b, m), g in wide.groupby(level=["budget", "method"])
             for key, _, _ in cols
         }
@@ -789,8 +759,11 @@ def _ablation_seed_values(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def ablation_tables(frame: pd.DataFrame, track: str, interval: str = "std") -> list[Table]:
-    """One table per ablation group: rows variant (per dataset and budget), columns IR, TR, Mean."""
-    df = frame[(frame["ablation_group"] != "") & (frame["track"] == track) & frame["source"]]
+    """One table per ablation group: rows variant (per dataset and budget), columns IR, TR, Mean. The
+    trajectory family's `factors` group has its own table of paired changes (`factors.py`)."""
+    df = frame[
+        ~frame["ablation_group"].isin(["", FACTORS_GROUP]) & (frame["track"] == track) & frame["source"]
+    ]
     df = df[df["metric"].isin(RETRIEVAL_COLUMNS)]
     tables = []
     for group in sorted(set(df["ablation_group"])):
@@ -802,7 +775,7 @@ def ablation_tables(frame: pd.DataFrame, track: str, interval: str = "std") -> l
         blocks = sorted(set(zip(values["dataset"], values["budget"], strict=True)))
         methods = ordered_methods(part["method"])
         stats = {
-            (d, b, m, v, col): _stat(g[col].to_numpy(dtype=float))
+            (d, b, m, v, col): seed_stat(g[col].to_numpy(dtype=float))
             for (d, b, m, v), g in values.groupby(["dataset", "budget", "method", "ablation_variant"])
             for col in ("IR", "TR", "Mean")
         }
@@ -991,11 +964,13 @@ def build_tables(
     ]
     compared = protocol_table(lineage.frame, lineage.protocols, track, interval) if lineage else None
     tuning = tuning_table(frame)
+    factors = factor_table(frame, track)
     return mark_tables(
         [t for t in tables if t is not None]
         + timing_tables(frame, baseline)
         + ([tuning] if tuning is not None else [])
         + ablation_tables(frame, track, interval)
+        + ([factors] if factors is not None else [])
         + ([compared] if compared is not None else []),
         frame,
     )

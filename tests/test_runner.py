@@ -7,8 +7,11 @@ import sys
 import textwrap
 
 import pytest
+import torch
 from click.testing import CliRunner
+from safetensors import safe_open
 
+from mdd_bench.cache import cache_dir
 from mdd_bench.cli import cli
 
 pytestmark = pytest.mark.slow  # trains on smoke or builds its shared artifacts
@@ -33,6 +36,13 @@ def test_run_writes_results_and_skips_finished_cells(tmp_path):
     assert result["evaluation"]["native"]["same_as"] == "hard"
     assert result["storage_bytes"] == 10 * (3 * 32 * 32 + 384) * 4
     assert result["distill"]["peak_mem_mb"] > 0
+    # CPU floats repeat only at the same thread count: the result and the reference model say which.
+    assert result["versions"]["torch_threads"] == torch.get_num_threads()
+    models = list(cache_dir("references").glob("smoke-shapes-*/model.safetensors"))
+    assert models
+    for model in models:  # another test may have trained one under its own thread count
+        with safe_open(str(model), "pt") as f:
+            assert int(f.metadata()["torch_threads"]) >= 1
     assert result["evaluation"]["hard"]["archs"][0]["seeds"] == [0]
     # The cell's own cost by stage (the grid's clock runs across cells: each file holds only its share).
     stages = result["stages_s"]

@@ -202,7 +202,12 @@ def _train_reference(
         )
         if recorder is not None:
             state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-            atomic_write(folder / "model.safetensors", lambda p, s=state: save_file(s, str(p)))
+            # The thread count rides along: the features herding and k-center select on are these
+            # floats, which another thread count trains slightly differently.
+            meta = {"torch_threads": str(torch.get_num_threads())}
+            atomic_write(
+                folder / "model.safetensors", lambda p, s=state, m=meta: save_file(s, str(p), metadata=m)
+            )
             atomic_save_npy(folder / "forgetting.npy", recorder.matrix())
         runs.append(score(workspace, model, "test"))
         atomic_write_json(run_path, runs[-1])

@@ -60,7 +60,10 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def versions() -> dict[str, str | None]:
+def versions() -> dict[str, str | int | None]:
+    """Versions, commit and torch's CPU thread count: training on the CPU gives the same floats only at
+    the same thread count (reductions split differently), and herding's and k-center's selections follow
+    the reference model's floats, so a result that does not reproduce elsewhere can be told apart."""
     import timm
     import transformers
 
@@ -71,4 +74,5 @@ def versions() -> dict[str, str | None]:
         "torch": torch.__version__,
         "timm": timm.__version__,
         "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
     }

@@ -9,13 +9,15 @@
 #
 # Create $FAIR_STOP (default /tmp/mdd-bench-fair.STOP) to stop: the running tune or grid chunk stops
 # as its own stop file would make it, and no further stage starts. Create $FAIR_DRAIN (default
-# /tmp/mdd-bench-fair.DRAIN) some 20 minutes before a planned stop instead: the tune starts no new trial
-# and ends when its running ones finish (`mdd-bench tune --drain-file`), so no trial's work is lost.
+# /tmp/mdd-bench-fair.DRAIN) before a planned stop instead (as long before it as a trial or a cell takes,
+# 20-40 minutes on 2 cores): the running stage starts no new trial or cell and ends when the running ones
+# finish (`--drain-file` of `mdd-bench tune`, `run` and `ablate`), commits them, and no further stage
+# starts, so no work is lost.
 set -u
 cd "$(dirname "$0")/.."
 STOP=${FAIR_STOP:-/tmp/mdd-bench-fair.STOP}
 DRAIN=${FAIR_DRAIN:-/tmp/mdd-bench-fair.DRAIN}
-export TUNE_STOP=$STOP GRID_STOP=$STOP
+export TUNE_STOP=$STOP GRID_STOP=$STOP GRID_DRAIN=$DRAIN
 ITERATIVE=mdm,mtt-vl,tesla,lors,repblend
 ALL=random,herding,k-center,forgetting,$ITERATIVE
 FROZEN=lors,repblend
@@ -63,13 +65,15 @@ grid() {  # SPEC...: grid_chunks.sh's chunks, run on Ray two cells at a time
 
 ablate() {  # METHOD [GROUPS]: its declared ablation groups (all of them without GROUPS), hard track
   if [ -n "$LIST" ]; then say "ablate (skips finished cells): $*"; return 0; fi
-  [ -e "$STOP" ] && return 1
+  [ -e "$STOP" ] || [ -e "$DRAIN" ] && return 1
   # shellcheck disable=SC2086  # RAY is split into options on purpose
   mdd-bench ablate "$1" --protocol cpu --budget 100 --seeds 0,1,2 ${2:+--groups "$2"} --out "$RUNS" \
-    --tuned packaged $RAY -q
+    --tuned packaged --drain-file "$DRAIN" $RAY -q
   [ -z "$(git status --porcelain "$RUNS")" ] && return 0
   mdd-bench report --runs "$RUNS" --out "$RUNS/report" --no-gallery --before reports/cpu/runs
-  git add "$RUNS" && git commit -qm "$1 ablations (${2:-all groups}) under cpu at 100 pairs, seeds 0,1,2 (benchmarks/fair_grid.sh)" \
+  local drained=""
+  [ -e "$DRAIN" ] && drained=": drained before a planned stop (cells not started then run on the next call)"
+  git add "$RUNS" && git commit -qm "$1 ablations (${2:-all groups}) under cpu at 100 pairs, seeds 0,1,2 (benchmarks/fair_grid.sh)$drained" \
     -- "$RUNS" && say "committed $1 ablations"
 }
 
@@ -78,10 +82,11 @@ long() {  # seed 0 of each grid cell still rising at the maximum in most seeds, 
   cells=$(python benchmarks/still_rising.py --runs "$RUNS") || return 1
   if [ -n "$LIST" ]; then say "long runs (so far): ${cells:-none}"; return 0; fi
   for cell in $cells; do
-    [ -e "$STOP" ] && return 1
+    [ -e "$STOP" ] || [ -e "$DRAIN" ] && return 1
     IFS=: read -r proto method budget top <<< "$cell"
     mdd-bench run --protocol "$proto" --methods "$method" --budgets "$budget" --seeds 0 --tracks hard,native \
-      --set "$method.iterations=$((3 * top))" --tuned packaged --no-random-baseline --out "$LONG" -q
+      --set "$method.iterations=$((3 * top))" --tuned packaged --no-random-baseline --out "$LONG" \
+      --drain-file "$DRAIN" -q
   done
   [ -z "$(git status --porcelain "$LONG" 2>/dev/null)" ] && return 0
   mdd-bench report --runs "$LONG" --out "$LONG/report" --no-gallery

@@ -8,7 +8,9 @@
 #   benchmarks/grid_chunks.sh cpu-frozen:random,repblend,lors:200:0 cpu:mdm:100:0:all
 #
 # An `all` chunk re-runs whole (--redistill-missing-sets) the finished cells whose saved sets are gone.
-# Create the file $GRID_STOP (default /tmp/mdd-bench-grid.STOP) to stop before the next chunk.
+# Create the file $GRID_STOP (default /tmp/mdd-bench-grid.STOP) to stop before the next chunk. With
+# $GRID_DRAIN set (a path, passed as --drain-file), creating that file makes the running chunk start no
+# new cell, commit the cells that finish, and stop.
 # $GRID_RUNS (default reports/cpu/runs) is the results folder; $GRID_TUNED (default packaged) is passed
 # as --tuned. A results folder other than the default gets its report in $GRID_RUNS/report, and the
 # README and FINDINGS (which quote the default folder) are left alone; with $GRID_BEFORE (an earlier
@@ -18,6 +20,7 @@
 set -u
 cd "$(dirname "$0")/.."
 STOP=${GRID_STOP:-/tmp/mdd-bench-grid.STOP}
+DRAIN=${GRID_DRAIN:-}
 RUNS=${GRID_RUNS:-reports/cpu/runs}
 TUNED=${GRID_TUNED:-packaged}
 say() { echo "$(date -u +%FT%T) $*"; }
@@ -25,10 +28,13 @@ say() { echo "$(date -u +%FT%T) $*"; }
 for spec in "$@"; do
   IFS=: read -r proto methods budget seed archs <<< "$spec"
   archs=${archs:-source}
-  if [ -e "$STOP" ]; then say "$STOP exists: stopped before $spec"; exit 0; fi
+  for file in "$STOP" "$DRAIN"; do
+    if [ -n "$file" ] && [ -e "$file" ]; then say "$file exists: stopped before $spec"; exit 0; fi
+  done
   cmd="mdd-bench run --protocol $proto --methods $methods --budgets $budget --seeds $seed --archs $archs"
   cmd+=" --tracks hard,native --tuned $TUNED --out $RUNS"
   [ "$archs" = all ] && cmd+=" --redistill-missing-sets"
+  [ -n "$DRAIN" ] && cmd+=" --drain-file $DRAIN"
   cmd+=" ${GRID_ARGS:-}"
   say "chunk: $cmd"
   $cmd
@@ -49,6 +55,7 @@ for spec in "$@"; do
   git diff --cached --quiet && { say "nothing new to commit"; continue; }
   what="reports, README and FINDINGS regenerated"
   [ "$RUNS" = reports/cpu/runs ] || what="its report ($RUNS/report) regenerated"
+  [ -n "$DRAIN" ] && [ -e "$DRAIN" ] && what+="; drained before a planned stop (the cells not started run on the next call)"
   git commit -qm "$methods under $proto at $budget pairs, seed(s) $seed, archs $archs ($cmd); $what" \
     && say "committed"
 done

@@ -32,6 +32,9 @@ def executor_options(command):
                      help="GPUs per Ray task (fractions share a GPU)."),
         click.option("--ray-cpus", type=click.IntRange(min=1), default=None,
                      help="CPUs of the local Ray started without --address (default: all)."),
+        click.option("--drain-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Once this file exists, start no new cell: the running ones finish, then the "
+                          "run ends (before a planned stop, so no cell's work is lost; rerun to go on)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars and no per-cell chatter."),
     ]  # fmt: skip
     for option in reversed(options):
@@ -111,6 +114,7 @@ def run_cmd(
     cpus_per_task: float | None,
     gpus_per_task: float,
     ray_cpus: int | None,
+    drain_file: Path | None,
     dry_run: bool,
     quiet: bool,
     write_report_: bool,
@@ -130,7 +134,7 @@ def run_cmd(
         archs=archs, out=out, data_root=data_root, repetitions=repetitions, device=device,
         executor=executor, address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
         ray_cpus=ray_cpus, full_data_repetitions=full_data_repetitions, random_baseline=random_baseline,
-        redistill=redistill, tuned=tuned,
+        redistill=redistill, tuned=tuned, drain_file=drain_file,
     )  # fmt: skip
     if dry_run:
         from mdd_bench.run.dryrun import describe_plan
@@ -192,9 +196,17 @@ def _run_and_report(proto, config, quiet: bool, report_dir: Path | None, started
         click.echo(
             f"note: {len(run.busy)} cell(s) were running in another process ({names}); rerun to collect them"
         )
+    _note_drained(run)
     message = run.failure_message()
     if message:
         raise MddError(message)
+
+
+def _note_drained(run) -> None:
+    if run.drained:
+        names = ", ".join(o.job.short for o in run.drained[:8]) + (" ..." if len(run.drained) > 8 else "")
+        click.echo(f"note: {len(run.drained)} cell(s) not started, the drain file exists ({names}); "
+                   "remove it and rerun the same command for them")  # fmt: skip
 
 
 def _note_full_data(proto, config) -> None:
@@ -265,6 +277,7 @@ def ablate_cmd(
     cpus_per_task: float | None,
     gpus_per_task: float,
     ray_cpus: int | None,
+    drain_file: Path | None,
     quiet: bool,
 ) -> None:
     """Run a method's declared ablation groups as result cells; `mdd-bench report` tabulates them.
@@ -282,7 +295,7 @@ def ablate_cmd(
         proto, [name], datasets, budgets, seeds, tracks, sets,
         archs=archs, out=out, data_root=data_root, repetitions=repetitions, device=device,
         executor=executor, address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
-        ray_cpus=ray_cpus, tuned=tuned,
+        ray_cpus=ray_cpus, tuned=tuned, drain_file=drain_file,
     )  # fmt: skip
     chosen = [g.strip() for g in groups.split(",") if g.strip()] if groups else None
     if quiet:
@@ -297,6 +310,7 @@ def ablate_cmd(
                      f"{src['mean']['mean']:.1f}"])  # fmt: skip
     click.echo(tabulate(rows, headers=["group", "variant", "budget", "seed", "mean recall (test)"]))
     click.echo(f"{len(run.results)} variant results; in {out}. Tables: mdd-bench report --runs {out}")
+    _note_drained(run)
     message = run.failure_message()
     if message:
         raise MddError(message)

@@ -57,6 +57,11 @@ class RunConfig:
     redistill: bool = False
     # Tuned values (`mdd-bench tune`): "packaged" (the protocol's own file, if any), "none", or a path.
     tuned: str = "packaged"
+    # Once this file exists no further cell starts; running ones finish (a planned stop loses no work).
+    drain_file: Path | None = None
+
+    def draining(self) -> bool:
+        return self.drain_file is not None and Path(self.drain_file).exists()
 
     def validate(self) -> RunConfig:
         """Every option alone and in combination; raises the first problem as one line."""

@@ -24,7 +24,7 @@ from mdd_bench.errors import MddError
 from mdd_bench.locks import try_cell_lock
 from mdd_bench.run.config import EXECUTORS
 from mdd_bench.run.execute import execute_cell, record_failure
-from mdd_bench.run.jobs import BUSY, DONE, FAILED, CellJob, CellOutcome, DatasetCache, error_line
+from mdd_bench.run.jobs import BUSY, DONE, DRAINED, FAILED, CellJob, CellOutcome, DatasetCache, error_line
 from mdd_bench.run.progress import GridBar, StageClock
 
 if TYPE_CHECKING:
@@ -96,6 +96,13 @@ def upper_bound(proto: Protocol, config: RunConfig, datasets: DatasetCache, prog
     full_data_reference(workspace, progress, repetitions=config.full_data_repetitions)
 
 
+def _drained(jobs: list[CellJob], config: RunConfig, say: Callable[[str], None]) -> list[CellOutcome]:
+    """The cells the drain file kept from starting (a rerun of the same command runs them)."""
+    if jobs:
+        say(f"{config.drain_file} exists: {len(jobs)} cell(s) not started; rerun the same command for them")
+    return [CellOutcome(job, DRAINED) for job in jobs]
+
+
 class LocalExecutor:
     """Cells one after another in this process (today's behaviour); artifacts are built on first need."""
 
@@ -116,7 +123,11 @@ class LocalExecutor:
         totals = StageClock()
         try:
             with torch_threads(config.cpus_per_task):
-                for job in jobs:
+                for index, job in enumerate(jobs):
+                    if config.draining():
+                        report.outcomes += _drained(jobs[index:], config, say)
+                        upper = []
+                        break
                     say(job.announce)
                     outcome = execute_cell(
                         job, config, datasets, progress, lambda stage, j=job: bar.show(f"{j.short}: {stage}")
@@ -225,6 +236,29 @@ def _task_cell(job: CellJob, config: RunConfig, cpus: float, *_deps: Any) -> Cel
     return execute_cell(job, config, _worker_datasets(config), progress=False)
 
 
+@dataclass
+class _CellFeed:
+    """The cells not yet given to Ray, in grid order, and how to give one."""
+
+    queue: list[tuple[CellJob, list[Any]]]
+    submit: Callable[..., Any]
+    config: RunConfig
+
+    def take(self, count: int) -> list[tuple[CellJob, list[Any]]]:
+        taken, self.queue = self.queue[:count], self.queue[count:]
+        return taken
+
+
+def _slots(ray, cpus: float, gpus: float) -> int:
+    """How many cells the Ray cluster runs at once: its CPUs (and GPUs, when cells ask for them) over a
+    cell's request."""
+    resources = ray.cluster_resources()
+    slots = int(resources.get("CPU", 1) // cpus)
+    if gpus:
+        slots = min(slots, int(resources.get("GPU", 0) // gpus))
+    return max(1, slots)
+
+
 def _ray_failure(exc: BaseException) -> tuple[str, str]:
     """(error line, details) of a Ray task error: the cause's own line when Ray kept it."""
 
@@ -255,6 +289,9 @@ class RayExecutor:
     ) -> ExecReport:
         report = ExecReport()
         if not jobs and not upper:
+            return report
+        if config.draining():  # nothing starts, not even Ray or the artifacts
+            report.outcomes = _drained(jobs, config, log)
             return report
         import ray
 
@@ -298,20 +335,29 @@ class RayExecutor:
                 ref = reference_task.remote(proto, config, cpus, max(1, reps), prep)
                 names[ref] = f"full-data reference of {name}"
                 artifacts[(name, "reference_model")] = [ref]
-        cells = {}
+        queue = []
         for job in jobs:
-            if job.extend or job.redo:  # cells start silently here; these say what they do, as locally
-                log(job.announce)
             deps = list(artifacts[(job.cell.dataset, "prepare")])
             for artifact in ("experts", "head_experts", "reference_model"):
                 if artifact in job.artifacts:
                     deps += artifacts[(job.cell.dataset, artifact)]
-            cells[cell_task.remote(job, config, cpus, *deps)] = (job, deps)
-        return self._collect(ray, cells, artifacts, names, log, progress, report)
+            queue.append((job, deps))
 
-    def _collect(self, ray, cells, artifacts, names, log, progress, report: ExecReport) -> ExecReport:
-        bar = GridBar(len(cells), progress)
-        say = _say(log, progress and len(cells) > 0)
+        def submit(job: CellJob, deps: list[Any]) -> Any:
+            if job.extend or job.redo:  # cells start silently here; these say what they do, as locally
+                log(job.announce)
+            return cell_task.remote(job, config, cpus, *deps)
+
+        # With a drain file, cells go to Ray only as its slots free, so none waits queued when the drain
+        # starts; without one, all at once (a cluster that grows takes them as it grows).
+        window = _slots(ray, cpus, config.gpus_per_task) if config.drain_file is not None else len(queue)
+        feed = _CellFeed(queue, submit, config)
+        cells = {feed.submit(*item): item for item in feed.take(window)}
+        return self._collect(ray, cells, feed, artifacts, names, log, progress, report)
+
+    def _collect(self, ray, cells, feed: _CellFeed, artifacts, names, log, progress, report) -> ExecReport:
+        bar = GridBar(len(cells) + len(feed.queue), progress)
+        say = _say(log, progress and len(cells) + len(feed.queue) > 0)
         totals = StageClock()
         artifact_refs = [r for refs in artifacts.values() for r in refs]
         failed_artifacts: dict[Any, str] = {}
@@ -334,8 +380,15 @@ class RayExecutor:
                 totals.add(outcome.stages)
                 report.outcomes.append(outcome)
                 bar.advance()
-                running = len(pending)
-                bar.show(f"{running} cell task(s) left")
+                if feed.queue and feed.config.draining():
+                    report.outcomes += _drained(
+                        [job for job, _ in feed.take(len(feed.queue))], feed.config, say
+                    )
+                for item in feed.take(1):
+                    ref = feed.submit(*item)
+                    cells[ref] = item
+                    pending.append(ref)
+                bar.show(f"{len(pending) + len(feed.queue)} cell task(s) left")
         finally:
             bar.close()
         report.errors += [f"the {names[r]} failed ({line})" for r, line in failed_artifacts.items()]

@@ -17,7 +17,7 @@ from mdd_bench.run.cell import extension_job
 from mdd_bench.run.config import Cell, RunConfig
 from mdd_bench.run.executors import make_executor
 from mdd_bench.run.full_data import publish_full_data
-from mdd_bench.run.jobs import BUSY, FAILED, CellJob, CellOutcome
+from mdd_bench.run.jobs import BUSY, DRAINED, FAILED, CellJob, CellOutcome
 from mdd_bench.run.preflight import preflight
 
 
@@ -113,6 +113,10 @@ class GridRun:
     @property
     def busy(self) -> list[CellOutcome]:
         return [o for o in self.outcomes if o.status == BUSY]
+
+    @property
+    def drained(self) -> list[CellOutcome]:
+        return [o for o in self.outcomes if o.status == DRAINED]
 
     def failure_message(self) -> str | None:
         """One line naming the failed cells and where their errors are, or None when none failed."""

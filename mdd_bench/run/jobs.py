@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 # done: run here; finished: found done by another run once the lock was ours; busy: another run holds it
 DONE, FINISHED, FAILED, BUSY = "done", "finished", "failed", "busy"
+DRAINED = "not started"  # the drain file appeared before the cell's turn (`--drain-file`)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class CellJob:
 @dataclass
 class CellOutcome:
     job: CellJob
-    status: str  # DONE | FINISHED | FAILED | BUSY
+    status: str  # DONE | FINISHED | FAILED | BUSY | DRAINED
     error: str | None = None
     stages: dict[str, float] = field(default_factory=dict)
 

@@ -96,8 +96,8 @@ long() {  # seed 0 of each grid cell still rising at the maximum in most seeds, 
 
 LIST=""
 [ "${1:-}" = --list ] && LIST=1
-step() {
-  for file in "$STOP" "$DRAIN"; do [ -e "$file" ] && { say "$file exists: stopped"; exit 0; }; done
+step() {  # --list shows every stage, stop files or not
+  [ -z "$LIST" ] && for file in "$STOP" "$DRAIN"; do [ -e "$file" ] && { say "$file exists: stopped"; exit 0; }; done
   "$@" || [ -n "$LIST" ] || exit 1
 }
 

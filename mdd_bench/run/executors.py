@@ -96,10 +96,8 @@ def upper_bound(proto: Protocol, config: RunConfig, datasets: DatasetCache, prog
     full_data_reference(workspace, progress, repetitions=config.full_data_repetitions)
 
 
-def _drained(jobs: list[CellJob], config: RunConfig, say: Callable[[str], None]) -> list[CellOutcome]:
-    """The cells the drain file kept from starting (a rerun of the same command runs them)."""
-    if jobs:
-        say(f"{config.drain_file} exists: {len(jobs)} cell(s) not started; rerun the same command for them")
+def _drained(jobs: list[CellJob]) -> list[CellOutcome]:
+    """The cells the drain file kept from starting; the command's summary names them, once."""
     return [CellOutcome(job, DRAINED) for job in jobs]
 
 
@@ -125,7 +123,7 @@ class LocalExecutor:
             with torch_threads(config.cpus_per_task):
                 for index, job in enumerate(jobs):
                     if config.draining():
-                        report.outcomes += _drained(jobs[index:], config, say)
+                        report.outcomes += _drained(jobs[index:])
                         upper = []
                         break
                     say(job.announce)
@@ -291,7 +289,7 @@ class RayExecutor:
         if not jobs and not upper:
             return report
         if config.draining():  # nothing starts, not even Ray or the artifacts
-            report.outcomes = _drained(jobs, config, log)
+            report.outcomes = _drained(jobs)
             return report
         import ray
 
@@ -381,9 +379,7 @@ class RayExecutor:
                 report.outcomes.append(outcome)
                 bar.advance()
                 if feed.queue and feed.config.draining():
-                    report.outcomes += _drained(
-                        [job for job, _ in feed.take(len(feed.queue))], feed.config, say
-                    )
+                    report.outcomes += _drained([job for job, _ in feed.take(len(feed.queue))])
                 for item in feed.take(1):
                     ref = feed.submit(*item)
                     cells[ref] = item

@@ -90,6 +90,9 @@ class ResultRecord:
     # Made with randomly initialised encoders (`Protocol.random_weights`): cost and plumbing only, not a
     # result. The report says so on every table and refuses to mix such results with real ones.
     random_weights: bool = False
+    # The cached artifacts the cell read (cache name -> sha256 prefix, `digests.py`): cells made in other
+    # sessions or machines compare only where these agree. Older files have none.
+    artifacts: dict[str, str] = field(default_factory=dict)
     schema: int = SCHEMA
     created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 

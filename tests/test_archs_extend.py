@@ -106,8 +106,11 @@ def test_archs_all_evaluates_only_the_missing_pairs_from_the_saved_set(extended:
     for name, old in extended.before.items():
         new = after[name]
         for key in set(old) | set(new):
-            if key not in ("evaluation", "config", "stages_s"):  # distill, created, versions: as recorded
+            if key not in ("evaluation", "config", "stages_s", "artifacts"):  # distill, created: as recorded
                 assert new.get(key) == old.get(key), key
+        # The cell's artifacts as recorded, plus the anchors and text features of the new pairs.
+        assert new["artifacts"] == {**new["artifacts"], **old["artifacts"]}
+        assert {"anchors/test_resnet", "text/minilm-l3"} <= {a.rsplit("-", 1)[0] for a in new["artifacts"]}
         assert new["config"] == {**old["config"], "archs": "all"}
         # The extension's cost is added to the cell's: evaluation grew, distillation did not.
         assert new["stages_s"]["evaluate"] > old["stages_s"]["evaluate"] > 0

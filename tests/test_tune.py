@@ -120,6 +120,9 @@ def test_the_tuner_finds_a_planted_optimum_of_a_plugins_space_and_run_applies_it
     assert entry.values["flavour"] in ("plain", "salty")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trials"] == 14 and summary["studies"][0]["method"] == "planted"
+    # Each finished trial names the cached artifacts it read: the planted method reads the text features.
+    finished = [t for t in study_trials(out) if t.state == optuna.trial.TrialState.COMPLETE]
+    assert finished and all(any(a.startswith("text/") for a in t.user_attrs["artifacts"]) for t in finished)
     # Applied after the defaults and before --set, and recorded.
     protocol = load_protocol(proto)
     method = get_method("planted").for_protocol(protocol, {}, 10, tuned=out / "tuned.toml")

@@ -31,6 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mdd_bench.cache import atomic_write, atomic_write_json, cache_dir, stable_hash
+from mdd_bench.digests import note_artifact
 from mdd_bench.errors import MddError
 from mdd_bench.evaluation.metrics import score
 from mdd_bench.evaluation.training import Recipe, train_dual
@@ -232,7 +233,9 @@ def ensure_experts(
     config = ExpertConfig.from_protocol(workspace.protocol, num_experts, epochs, towers)
     for expert in range(config.num_experts):
         ensure_expert(workspace, expert, config, progress)
-    return ExpertStore(experts_folder(workspace, config))
+    folder = experts_folder(workspace, config)
+    note_artifact(folder)
+    return ExpertStore(folder)
 
 
 def ensure_expert(workspace: Workspace, expert: int, config: ExpertConfig, progress: bool = True) -> None:

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from mdd_bench.cache import atomic_save_npy, atomic_write, atomic_write_json, cache_dir, stable_hash
 from mdd_bench.data.pairs import PairDataset, Split
+from mdd_bench.digests import note_artifact
 from mdd_bench.evaluation.evaluator import ArchResult
 from mdd_bench.evaluation.metrics import score
 from mdd_bench.evaluation.training import Recipe, train_dual
@@ -163,6 +164,7 @@ def full_data_reference(
     image_encoder = image_encoder or protocol.image.source
     reps = repetitions or protocol.eval.full_data_repetitions
     folder = reference_folder(protocol, dataset, image_encoder)
+    note_artifact(folder)
     cached = cached_reference(folder, reps)
     if cached is not None:
         return cached

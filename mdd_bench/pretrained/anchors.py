@@ -31,6 +31,7 @@ from mdd_bench.data.shapes import (
     render,
     sample_scene,
 )
+from mdd_bench.digests import note_artifact
 from mdd_bench.locks import build_once
 from mdd_bench.models import create_image_encoder
 from mdd_bench.models.random_init import seeded_init
@@ -121,6 +122,7 @@ def ensure_anchor(
         atomic_write(path, lambda p: save_file(state, str(p)))
 
     build_once(path, path.exists, build)
+    note_artifact(path)
     return path
 
 

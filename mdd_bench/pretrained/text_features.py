@@ -26,6 +26,7 @@ import numpy as np
 
 from mdd_bench.cache import atomic_save_npy, cache_dir, stable_hash
 from mdd_bench.data.captions import pre_caption
+from mdd_bench.digests import note_artifact
 from mdd_bench.errors import MddError
 from mdd_bench.locks import artifact_lock
 
@@ -118,11 +119,12 @@ def _embed_cached(captions: list[str], lazy: _LazyEncoder, pooling: str, batch_s
     captions = list(captions)
     path = _cache_path(captions, lazy, lazy.fingerprint(), pooling)
     hit = _read(path, len(captions))
-    if hit is not None:
-        return hit
-    with artifact_lock(path):  # a second process embedding the same captions waits, then reads
-        hit = _read(path, len(captions))
-        return hit if hit is not None else _embed(captions, lazy, pooling, batch_size)
+    if hit is None:
+        with artifact_lock(path):  # a second process embedding the same captions waits, then reads
+            hit = _read(path, len(captions))
+            hit = hit if hit is not None else _embed(captions, lazy, pooling, batch_size)
+    note_artifact(path)
+    return hit
 
 
 def _embed(captions: list[str], lazy: _LazyEncoder, pooling: str, batch_size: int) -> np.ndarray:

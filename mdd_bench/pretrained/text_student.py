@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mdd_bench.cache import cache_dir, stable_hash
+from mdd_bench.digests import note_artifact
 from mdd_bench.locks import artifact_lock
 
 DISTIL_VERSION = 1
@@ -72,11 +73,11 @@ def cosine_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor
 def ensure_distilled(recipe: DistilRecipe = DistilRecipe(), progress: bool = True) -> Path:
     """The distilled student's folder (transformers format), training it on first need."""
     folder = distilled_folder(recipe)
-    if (folder / "config.json").exists():
-        return folder
-    with artifact_lock(folder):  # a second process waits for the first one's folder
-        if not (folder / "config.json").exists():
-            _train_student(recipe, folder, progress)
+    if not (folder / "config.json").exists():
+        with artifact_lock(folder):  # a second process waits for the first one's folder
+            if not (folder / "config.json").exists():
+                _train_student(recipe, folder, progress)
+    note_artifact(folder)
     return folder
 
 

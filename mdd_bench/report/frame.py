@@ -51,6 +51,7 @@ from mdd_bench.errors import MddError
 from mdd_bench.evaluation import scores
 from mdd_bench.evaluation.metrics import METRICS
 from mdd_bench.record import FULL_DATA, RANDOM, read_result, result_files
+from mdd_bench.report.artifact_builds import ARTIFACTS, file_artifacts
 from mdd_bench.report.random_weights import ATTR as RANDOM_WEIGHTS
 from mdd_bench.report.random_weights import check_not_mixed
 
@@ -370,6 +371,7 @@ def load_frame(runs: Path) -> pd.DataFrame:
     recalls: list[CellRecall] = []
     seen: dict[tuple, Path] = {}
     random_weights: dict[Path, bool] = {}
+    artifacts: dict[str, dict[str, str]] = {}
     for path in result_files(runs):
         result = read_result(path)
         random_weights[path] = bool(result.get("random_weights", False))
@@ -390,6 +392,7 @@ def load_frame(runs: Path) -> pd.DataFrame:
         seen[key] = path
         file = path.relative_to(runs).as_posix()
         rows.extend(flatten(result, file))
+        artifacts[file] = file_artifacts(result)
         recall = cell_recall(result, _base(result, file))
         if recall is not None:
             recalls.append(recall)
@@ -400,4 +403,5 @@ def load_frame(runs: Path) -> pd.DataFrame:
          "deterministic": bool}
     )  # fmt: skip
     frame.attrs[RANDOM_WEIGHTS] = check_not_mixed(random_weights, runs)
+    frame.attrs[ARTIFACTS] = {file: found for file, found in artifacts.items() if found}
     return frame

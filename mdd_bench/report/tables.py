@@ -36,6 +36,7 @@ import pandas as pd
 
 from mdd_bench.evaluation.metrics import METRICS
 from mdd_bench.record import FULL_DATA
+from mdd_bench.report.artifact_builds import builds_note
 from mdd_bench.report.factors import FACTORS_GROUP, factor_table
 from mdd_bench.report.frame import (
     INITIAL_METRICS,
@@ -955,8 +956,12 @@ def build_tables(
     """Every table of one protocol's results, in the paper's order; with `lineage` (the protocol has
     variants or a base among the results), the protocols compared last; with `before` (the same
     protocol's results from another folder, e.g. the grid before tuning), before -> after second."""
+    retrieval = retrieval_table(frame, track, interval)
+    note = builds_note(frame)
+    if note is not None:
+        retrieval.notes.append(note)
     tables = [
-        retrieval_table(frame, track, interval),
+        retrieval,
         before_after_table(before, frame, track) if before is not None else None,
         cross_arch_table(frame, track),
         initial_gain_table(frame),

@@ -11,6 +11,7 @@ from typing import Any
 
 from mdd_bench import __version__
 from mdd_bench.api import DistillContext, Method
+from mdd_bench.digests import artifact_log, logged_digests, merge_digests
 from mdd_bench.distill.resume import Checkpoint, checkpoint_path
 from mdd_bench.distilled import DistilledSet
 from mdd_bench.errors import MddError
@@ -61,8 +62,23 @@ def run_cell(
 ) -> dict[str, Any]:
     """Prepare artifacts (untimed), distil (timed, peak memory), save the set, evaluate every track.
 
-    `clock` collects the seconds of each stage (artifacts, distill, evaluate) for the run's breakdown.
+    `clock` collects the seconds of each stage (artifacts, distill, evaluate) for the run's breakdown;
+    the result names the cached artifacts the cell read, with their digests (`digests.py`).
     """
+    with artifact_log():
+        return _run_cell(method, cell, protocol, config, ctx, result_path, ablation, clock)
+
+
+def _run_cell(
+    method: Method,
+    cell: Cell,
+    protocol: Protocol,
+    config: RunConfig,
+    ctx: DistillContext,
+    result_path: Path | None,
+    ablation: dict[str, Any] | None,
+    clock: StageClock | None,
+) -> dict[str, Any]:
     clock = clock or StageClock()
     before = dict(clock.seconds)  # the clock may be the whole grid's: this cell's cost is the difference
     check_budget(ctx.dataset, cell.budget)
@@ -164,13 +180,15 @@ def run_cell(
         tuning=method.tuning.provenance() if method.tuning is not None else None,
         stages_s=stage_delta(clock, before),
         random_weights=protocol.random_weights,
+        artifacts=logged_digests(),
     ).to_dict()
 
 
 def checkpoint_key(
     method: Method, cell: Cell, protocol: Protocol, ctx: DistillContext, ablation: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """What determines a cell's distillation: a checkpoint saved under another key is not resumed."""
+    """What determines a cell's distillation: a checkpoint saved under another key is not resumed (one
+    made against another build of the experts or anchor included)."""
     return {
         "protocol": protocol.name,
         "protocol_hash": protocol.hash,
@@ -183,6 +201,7 @@ def checkpoint_key(
         "select_tracks": ctx.select_tracks,
         "ablation": ablation,
         "mdd_bench": __version__,
+        "artifacts": logged_digests(),
     }
 
 
@@ -281,6 +300,14 @@ def extend_cell(
     `random_baseline` stays on the source pair only: improvement over random is read there alone, and
     extending it would mean training the random pairs again on every pair.
     """
+    with artifact_log():
+        result = _extend_cell(job, config, ctx, clock)
+        if result.get("artifacts") or logged_digests():
+            result["artifacts"] = merge_digests(result.get("artifacts") or {}, logged_digests())
+        return result
+
+
+def _extend_cell(job: CellJob, config: RunConfig, ctx: DistillContext, clock: StageClock | None) -> dict:
     clock = clock or StageClock()
     result = read_result(job.path)
     missing = missing_pairs(result, job.protocol, config.tracks)

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from mdd_bench.digests import artifact_log, logged_digests
 from mdd_bench.errors import MddError
 from mdd_bench.protocol import Protocol
 from mdd_bench.search_space import suggest
@@ -59,7 +60,8 @@ def _load_dataset(spec: TrialSpec):
 
 
 def distil_once(spec: TrialSpec, params: dict[str, Any], seed: int, dataset, hook=None) -> dict[str, Any]:
-    """One distillation with `params` on `seed`; the loop's selection record of the objective track."""
+    """One distillation with `params` on `seed`; the loop's selection record of the objective track, and
+    the cached artifacts it read (`digests.py`)."""
     from mdd_bench.api import DistillContext
     from mdd_bench.registry import get_method
 
@@ -68,8 +70,10 @@ def distil_once(spec: TrialSpec, params: dict[str, Any], seed: int, dataset, hoo
     ctx = DistillContext(spec.protocol, dataset, seed=seed, device=spec.device, progress=spec.progress)
     ctx.select_tracks = (spec.protocol.tuning.objective,)
     ctx.check_hook = hook
-    ctx.prepare(cls.artifacts)
-    method.distill(ctx, spec.budget)
+    with artifact_log():
+        ctx.prepare(cls.artifacts)
+        method.distill(ctx, spec.budget)
+        artifacts = logged_digests()
     extra = ctx.stats.extra
     chosen = extra["selection"][spec.protocol.tuning.objective]
     return {
@@ -77,6 +81,7 @@ def distil_once(spec: TrialSpec, params: dict[str, Any], seed: int, dataset, hoo
         "iteration": int(chosen["iteration"]),
         "iterations": int(ctx.stats.iterations),
         "stop": extra.get("stop"),
+        "artifacts": artifacts,
     }
 
 
@@ -124,6 +129,7 @@ def execute_trial(spec: TrialSpec, number: int, dataset=None) -> TrialOutcome:
         best_iteration=runs[0]["iteration"],
         stop=runs[0]["stop"],
         seed_values=[r["value"] for r in runs],
+        artifacts=runs[0]["artifacts"],
     )
     study.tell(number, value)
     return TrialOutcome(number, "complete", value, params, time.process_time() - cpu0)

@@ -14,7 +14,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mdd_bench"
 
 # Lowest first. A module may import its own layer's modules and any lower layer's, never a higher one's.
 LAYERS: list[tuple[str, ...]] = [
-    ("mdd_bench", "mdd_bench.errors", "mdd_bench.cache", "mdd_bench.locks", "mdd_bench.cluster"),
+    (
+        "mdd_bench",
+        "mdd_bench.errors",
+        "mdd_bench.cache",
+        "mdd_bench.locks",
+        "mdd_bench.cluster",
+        "mdd_bench.digests",
+    ),
     ("mdd_bench.protocol",),
     ("mdd_bench.models",),
     ("mdd_bench.data",),

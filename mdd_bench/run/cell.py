@@ -302,8 +302,9 @@ def extend_cell(
     """
     with artifact_log():
         result = _extend_cell(job, config, ctx, clock)
-        if result.get("artifacts") or logged_digests():
-            result["artifacts"] = merge_digests(result.get("artifacts") or {}, logged_digests())
+        read = logged_digests()
+        if result.get("artifacts") or read:
+            result["artifacts"] = merge_digests(result.get("artifacts") or {}, read)
         return result
 
 

@@ -168,10 +168,14 @@ def test_a_nan_trial_is_recorded_as_failed_and_counts(planted, tmp_path):
     assert "the loss became nan" in failed[0].user_attrs["error"]
     entry = read_tuned(out / "tuned.toml").get("shapes", "planted", 10)
     assert entry.failed >= 2 and entry.trials == 6
-    # --status runs nothing and summarises what the studies hold.
+    # --status runs nothing, summarises what the studies hold and writes nothing to their journals (the
+    # committed journals would otherwise grow with every status call).
+    journal = out / "studies" / "shapes-planted-b10.journal"
+    before = journal.read_bytes()
     status = CliRunner().invoke(cli, [*tune_args(proto, out), "--status"])
     assert status.exit_code == 0, status.output
     assert "shapes-planted-b10" in status.output and len(study_trials(out)) == len(trials)
+    assert journal.read_bytes() == before
 
 
 def test_sigkill_mid_study_then_rerun_finishes_without_repeating_a_finished_trial(

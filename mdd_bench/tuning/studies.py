@@ -70,15 +70,21 @@ def open_study(
     path: Path, name: str, protocol: Protocol, number: int = 0, meta: dict[str, Any] | None = None
 ) -> optuna.Study:
     """Create or load the study (recording `meta`: dataset, method, budget); one made under another
-    version of the protocol is an error."""
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage(path),
-        direction="maximize",
-        sampler=sampler_for(protocol, number),
-        pruner=pruner_for(protocol),
-        load_if_exists=True,
-    )
+    version of the protocol is an error. An existing study is loaded, not re-created: `create_study`
+    appends a create record to the journal even when the study exists, so every status call and trial
+    would grow the committed journals."""
+    backend, sampler, pruner = storage(path), sampler_for(protocol, number), pruner_for(protocol)
+    try:
+        study = optuna.load_study(study_name=name, storage=backend, sampler=sampler, pruner=pruner)
+    except KeyError:  # not made yet; load_if_exists covers a worker that creates it first
+        study = optuna.create_study(
+            study_name=name,
+            storage=backend,
+            direction="maximize",
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
     made = study.user_attrs.get("protocol_hash")
     if made is None:
         study.set_user_attr("protocol_hash", protocol.hash)

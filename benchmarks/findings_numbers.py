@@ -299,7 +299,8 @@ def blend_section(frame: pd.DataFrame, track: str, protocols: tuple[str, str] = 
 
 def ablation_section(frame: pd.DataFrame, protocol: str, track: str) -> str:
     """Each ablation group's variants by mean recall, per method and budget (the factors group has its
-    own section)."""
+    own section); a group with one variant on this track (the ablation ran the other track) is left out,
+    and so is the section when no group is left."""
     f = frame[
         (frame["protocol"] == protocol)
         & (frame["track"] == track)
@@ -315,9 +316,11 @@ def ablation_section(frame: pd.DataFrame, protocol: str, track: str) -> str:
             .agg(["mean", "std", "count"])
             .sort_values("mean", ascending=False)
         )
+        if len(means) < 2:
+            continue  # only the main variant on this track (the others ran the hard track): no ranking
         parts = [f"{v} {r['mean']:.1f} ± {r['std']:.1f}" for v, r in means.iterrows()]
         lines.append(f"- {method} {group}, {budget} pairs: " + " > ".join(parts))
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 1 else ""
 
 
 def factor_section(frame: pd.DataFrame, protocol: str, track: str) -> str:

@@ -193,3 +193,22 @@ def test_unseen_rows_outside_the_cross_arch_budget_say_so():
     assert len(unseen) == 4
     assert all(line.rstrip(" |").endswith("not run yet") for line in unseen if "| 100 |" in line)
     assert all(poster_claims.OUTSIDE_GRID in line for line in unseen if "| 200 |" in line)
+
+
+def test_ablation_section_skips_groups_with_one_variant_on_the_track():
+    """The ablations ran the hard track; only their main variant has a native row. A one-entry
+    'ranking' would read as a result, so the group, and then the section, is left out."""
+    cells = [("mdm", s, v) for s, v in enumerate((27.0, 28.0, 29.0))]
+    hard = pd.concat(
+        [
+            _rows(cells, ablation_group="loss", ablation_variant="+both"),
+            _rows([(m, s, v - 1) for m, s, v in cells], ablation_group="loss", ablation_variant="L_NCE"),
+        ],
+        ignore_index=True,
+    )
+    native = _rows(cells, ablation_group="loss", ablation_variant="+both").assign(track="native")
+    frame = pd.concat([hard, native], ignore_index=True)
+    assert findings.ablation_section(frame, "cpu", "hard").splitlines()[1] == (
+        "- mdm loss, 100 pairs: +both 28.0 ± 1.0 > L_NCE 27.0 ± 1.0"
+    )
+    assert findings.ablation_section(frame, "cpu", "native") == ""

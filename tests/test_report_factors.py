@@ -177,3 +177,20 @@ def test_findings_quote_the_report_table(runs: Path) -> None:
     assert numbers.factor_section(frame, PROTOCOL, "native") == ""  # no factors there: no section
     assert numbers.factor_section(frame, "other", "hard") == ""
     assert "factors" not in numbers.ablation_section(frame, PROTOCOL, "hard")
+
+
+def test_a_track_with_only_the_as_configured_run_has_no_factor_rows(runs: Path) -> None:
+    """The as-configured run is often evaluated on both tracks while the flips ran the hard one: the
+    native track then has nothing to compare, and neither the report nor FINDINGS lists it."""
+    from bench_scripts import load_bench
+
+    numbers = load_bench("findings_numbers")
+    for path in (runs / PROTOCOL / "flickr8k" / "tesla" / FACTORS_GROUP).glob("As_configured/*.json"):
+        data = json.loads(path.read_text())
+        data["evaluation"]["native"] = dict(data["evaluation"]["hard"], track="native")
+        path.write_text(json.dumps(data))
+    frame = load_frame(runs)
+    assert set(frame[frame["track"] == "native"]["ablation_variant"]) == {CONFIGURED}
+    assert factor_table(frame, "native") is None
+    assert numbers.factor_section(frame, PROTOCOL, "native") == ""
+    assert factor_table(frame, "hard") is not None

@@ -36,15 +36,15 @@ def _significant(stat: Stat) -> bool:
 
 def factor_table(frame: pd.DataFrame, track: str) -> Table | None:
     """Rows method x (as configured, then each flip in declared order); columns mean recall, change
-    against as configured ± its 95% interval, seeds. None without a factors ablation."""
+    against as configured ± its 95% interval, seeds. None without a flipped variant on this track."""
     df = frame[
         (frame["ablation_group"] == FACTORS_GROUP)
         & (frame["track"] == track)
         & frame["source"]
         & (frame["metric"] == "mean")
     ]
-    if df.empty:
-        return None
+    if set(df["ablation_variant"]) <= {CONFIGURED}:
+        return None  # a track the flips were not evaluated on: nothing to compare
     blocks = sorted(set(zip(df["dataset"], df["budget"], strict=True)))
     labels = 3 if len(blocks) > 1 else 2
     columns = ([("Setting",)] if labels == 3 else []) + [

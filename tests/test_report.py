@@ -342,6 +342,23 @@ def test_ablation_table(frame: pd.DataFrame) -> None:
     assert "Flickr8k with 100 pairs" in table.caption
 
 
+def test_an_ablation_with_one_variant_on_a_track_has_no_table_there(tmp_path: Path) -> None:
+    """Ablation variants are evaluated on the hard track; only the main variant's cell has a native
+    track too. A one-row native table would read as a result: it is left out, the hard one stays."""
+    runs = tmp_path / "runs"
+    for variant in ("random", "kmeans"):
+        for seed in (0, 1):
+            data = result("mdm", "flickr8k", 100, seed, ablation={"group": "data_init", "variant": variant})
+            if variant != "kmeans":
+                del data["evaluation"]["native"]
+            write(runs, f"mdm-data_init-{variant}", data)
+    frame = load_frame(runs)
+    assert set(frame[frame["track"] == "native"]["ablation_variant"]) == {"kmeans"}
+    (hard,) = ablation_tables(frame, "hard")
+    assert [r[0].text for r in hard.rows] == ["kmeans", "random"]
+    assert ablation_tables(frame, "native") == []
+
+
 def test_cells_name_the_result_files_behind_them(frame: pd.DataFrame) -> None:
     """The HTML page links each number to its files: every seed of that cell, nothing else."""
     table = retrieval_table(frame, "hard")

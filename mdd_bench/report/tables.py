@@ -761,7 +761,8 @@ def _ablation_seed_values(df: pd.DataFrame) -> pd.DataFrame:
 
 def ablation_tables(frame: pd.DataFrame, track: str, interval: str = "std") -> list[Table]:
     """One table per ablation group: rows variant (per dataset and budget), columns IR, TR, Mean. The
-    trajectory family's `factors` group has its own table of paired changes (`factors.py`)."""
+    trajectory family's `factors` group has its own table of paired changes (`factors.py`). A group with
+    one variant on this track (its other variants ran the other track) has nothing to compare: no table."""
     df = frame[
         ~frame["ablation_group"].isin(["", FACTORS_GROUP]) & (frame["track"] == track) & frame["source"]
     ]
@@ -769,6 +770,8 @@ def ablation_tables(frame: pd.DataFrame, track: str, interval: str = "std") -> l
     tables = []
     for group in sorted(set(df["ablation_group"])):
         part = df[df["ablation_group"] == group]
+        if part["ablation_variant"].nunique() < 2:
+            continue
         values = _ablation_seed_values(part)
         files = _files(part, ["dataset", "budget", "method", "ablation_variant"])
         order = part.groupby("ablation_variant")["ablation_order"].min()
